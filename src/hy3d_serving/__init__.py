@@ -1,0 +1,1 @@
+"""hy3d_serving: what the Triton Python models share (tensor helpers, engine selection, errors)."""
