@@ -1,0 +1,299 @@
+"""Back-projection of view images onto the UV atlas and their weighted merge (FACTS §9).
+
+Per view (``back_project``): the mesh is rasterized at the image's resolution; pixels whose face
+turns more than ``MAX_VIEW_ANGLE_DEG`` away from the camera, pixels near depth discontinuities
+(Canny edges of the depth image, dilated) and pixels near the silhouette (eroded visibility) are
+unreliable. Every covered texel is projected into the image (``back_sample``): it takes the
+bilinear colour at its pixel when its depth matches the rendered depth within ``DEPTH_TOLERANCE``
+and the pixel is reliable; its weight is the cosine between the face normal and the view direction.
+
+Merge (``merge_views``): weight ``view_weight * cos ** BAKE_EXPONENT``; views are visited in order
+and a view is skipped when more than ``SKIP_IF_PAINTED_FRACTION`` of its texels are already painted;
+``texture = sum(w * colour) / max(sum(w), 1e-8)``, painted where ``sum(w) > 1e-8``.
+
+Everything is computed on the texel table (``K`` covered texels), not on full ``T x T`` images, and
+runs on the renderer's device. A view's geometry (``ViewSampling``: raster, visibility, sampling
+positions, weights) does not depend on the image, so ``bake_materials`` computes it once per view
+for all materials (albedo and MR).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hy3dpaint.render.mesh_renderer import MeshRenderer
+from hy3dpaint.render.rasterizer import interpolate, rasterize
+from hy3dpaint.view_selection import SELECTION_RENDER_SIZE, View, boundary_kernel_size
+
+logger = logging.getLogger(__name__)
+
+#: Faces turned further than this from the camera get weight 0.
+MAX_VIEW_ANGLE_DEG = 75.0
+#: A texel is seen by a view when its camera depth is within this of the rendered depth (camera units).
+DEPTH_TOLERANCE = 3e-3
+#: Exponent of the cosine in the merge weight ``view_weight * cos ** BAKE_EXPONENT``.
+BAKE_EXPONENT = 4
+#: Half-size of the box that widens depth edges and erodes the silhouette. The reference's view
+#: selection leaves the value for its 1024 px renders in place (FACTS §12.4), so baking uses 4.
+BOUNDARY_KERNEL = boundary_kernel_size(SELECTION_RENDER_SIZE)
+#: Canny thresholds on the 8-bit normalised depth image.
+CANNY_LOW, CANNY_HIGH = 30, 80
+#: A view is skipped when more than this fraction of the texels it sees are already painted.
+SKIP_IF_PAINTED_FRACTION = 0.99
+#: Merged texels with total weight at or below this are unpainted.
+MIN_TOTAL_WEIGHT = 1e-8
+
+
+@dataclass
+class ViewProjection:
+    """One view projected onto the texel table (``K`` entries, see ``render.texels``).
+
+    ``colors``: float32 ``[K, C]`` (0 where not seen); ``cos``: float32 ``[K]``, the cosine weight
+    (0 where not seen).
+    """
+
+    colors: torch.Tensor
+    cos: torch.Tensor
+
+
+def image_to_tensor(image, device: torch.device) -> torch.Tensor:
+    """PIL image, uint8 array (scaled by 1/255) or float array/tensor -> float32 ``[H, W, C]``."""
+    if isinstance(image, torch.Tensor):
+        tensor = image.to(device=device, dtype=torch.float32)
+    else:
+        array = np.asarray(image)
+        if array.dtype == np.uint8:
+            array = array / 255.0
+        tensor = torch.from_numpy(np.ascontiguousarray(array)).to(device=device, dtype=torch.float32)
+    if tensor.ndim == 2:
+        tensor = tensor.unsqueeze(-1)
+    if tensor.ndim != 3:
+        raise ValueError(f"view image must be [H, W] or [H, W, C], got shape {list(tensor.shape)}")
+    return tensor
+
+
+def reliable_pixels(face_ids: torch.Tensor, depth: torch.Tensor, kernel: int) -> torch.Tensor:
+    """Bool ``[H, W]``: visible pixels away from depth edges and from the silhouette.
+
+    Depth edges are Canny edges of the visible depth normalised to [0, 1] and truncated to 8 bits,
+    dilated with a ``(2 kernel + 1)^2`` box; the visibility mask is eroded with the same box (the
+    outside of the image counts as visible, as a zero-padded convolution of the complement would).
+    """
+    visible = (face_ids > 0).cpu().numpy()
+    if not visible.any():
+        return torch.zeros_like(face_ids, dtype=torch.bool)
+    depth_np = depth.cpu().numpy()
+    shown = depth_np[visible]
+    depth_min, depth_max = shown.min(), shown.max()
+    normalized = (depth_np - depth_min) / (depth_max - depth_min) * visible
+    edges = cv2.Canny((normalized * 255).astype(np.uint8), CANNY_LOW, CANNY_HIGH)
+    if kernel > 0:
+        box = np.ones((2 * kernel + 1, 2 * kernel + 1), np.uint8)
+        edges = cv2.dilate(edges, box)
+        visible = cv2.erode(visible.astype(np.uint8), box, borderType=cv2.BORDER_CONSTANT, borderValue=1) > 0
+    reliable = visible & (edges == 0)
+    return torch.from_numpy(reliable).to(face_ids.device)
+
+
+@dataclass
+class ViewSampling:
+    """Where a view's image is sampled for each texel the view paints (geometry only, no colours).
+
+    ``texels``: int64 ``[M]`` texel-table indices; ``corners``: int64 ``[M, 4]`` flat pixel indices
+    (x0y0, x1y0, x0y1, x1y1); ``wx``, ``wy``: float32 ``[M, 1]`` bilinear fractions; ``cos``: float32
+    ``[M]``; ``resolution``: the image side it was computed for; ``texel_count``: K.
+    """
+
+    texels: torch.Tensor
+    corners: torch.Tensor
+    wx: torch.Tensor
+    wy: torch.Tensor
+    cos: torch.Tensor
+    resolution: int
+    texel_count: int
+
+    def project(self, pixels: torch.Tensor) -> ViewProjection:
+        """Sample an image ``[R, R, C]`` (float32) into a :class:`ViewProjection`."""
+        height, width, channels = pixels.shape
+        if (height, width) != (self.resolution, self.resolution):
+            raise ValueError(f"image is {width}x{height}; this sampling was computed for {self.resolution}^2")
+        flat = pixels.reshape(-1, channels)
+        top = flat[self.corners[:, 0]] * (1 - self.wx) + flat[self.corners[:, 1]] * self.wx
+        bottom = flat[self.corners[:, 2]] * (1 - self.wx) + flat[self.corners[:, 3]] * self.wx
+        colors = torch.zeros((self.texel_count, channels), dtype=torch.float32, device=pixels.device)
+        colors[self.texels] = top * (1 - self.wy) + bottom * self.wy
+        cos = torch.zeros(self.texel_count, dtype=torch.float32, device=pixels.device)
+        cos[self.texels] = self.cos
+        return ViewProjection(colors=colors, cos=cos)
+
+
+def view_sampling(
+    renderer: MeshRenderer, view: View | tuple[float, float], resolution: int, *, boundary_kernel: int = BOUNDARY_KERNEL
+) -> ViewSampling:
+    """Rasterize a view at ``resolution`` and find, for every texel, whether and where it is seen."""
+    elevation, azimuth = (view.elevation, view.azimuth) if isinstance(view, View) else view
+    camera, clip = renderer.camera_and_clip_positions(elevation, azimuth)
+    camera = camera[:, :3] / camera[:, 3:4]
+    raster = rasterize(clip, renderer.pos_idx, (resolution, resolution))
+    corners = camera[renderer.pos_idx]
+    normals = F.normalize(torch.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0], dim=-1), dim=-1)
+    look = torch.tensor([[0.0, 0.0, -1.0]], device=renderer.device)
+    # Per face, then gathered per pixel: the same numbers as per pixel, F instead of R^2 evaluations.
+    face_cos = F.cosine_similarity(normals, look)
+    face_cos = torch.where(face_cos < float(np.cos(MAX_VIEW_ANGLE_DEG / 180 * np.pi)), torch.zeros_like(face_cos), face_cos)
+    face = (raster.face_ids.to(torch.int64) - 1).clamp_min(0)
+    depth = interpolate(camera[:, 2:3].contiguous(), raster, renderer.pos_idx)[..., 0]
+    reliable = reliable_pixels(raster.face_ids, depth, boundary_kernel)
+    cos = torch.where(reliable, face_cos[face], torch.zeros_like(depth))
+    return _back_sample(renderer, resolution, depth, reliable, cos, elevation, azimuth)
+
+
+def back_project(
+    renderer: MeshRenderer, image, view: View | tuple[float, float], *, boundary_kernel: int = BOUNDARY_KERNEL
+) -> ViewProjection:
+    """Project one view image onto the texel table of ``renderer``.
+
+    ``image``: PIL image, uint8 ``[H, W(, C)]`` (divided by 255) or float ``[H, W(, C)]`` in [0, 1];
+    it is back-projected at its own resolution (square). ``view``: a :class:`View` or (elevation, azimuth).
+    """
+    pixels = _square_image(image, renderer.device)
+    return view_sampling(renderer, view, pixels.shape[0], boundary_kernel=boundary_kernel).project(pixels)
+
+
+def _square_image(image, device) -> torch.Tensor:
+    pixels = image_to_tensor(image, device)
+    if pixels.shape[0] != pixels.shape[1]:
+        raise ValueError(f"view images must be square, got {pixels.shape[1]}x{pixels.shape[0]}")
+    return pixels
+
+
+def _back_sample(renderer, resolution, depth, reliable, cos, elevation, azimuth) -> ViewSampling:
+    """For every texel: project, test depth and reliability; keep bilinear sampling positions."""
+    height = width = resolution
+    texels = renderer.texels.positions
+    projection = renderer.projection
+    image_projection = torch.diag(
+        torch.stack([projection[0, 0], projection[1, 1], torch.ones_like(projection[0, 0]), torch.ones_like(projection[0, 0])])
+    )
+    view = renderer.view_matrix(elevation, azimuth)
+    if texels.device.type == "cpu":  # float32 products, as the reference
+        projected = texels @ view.t() @ image_projection
+    else:  # float64 then rounded: immune to a global TF32 setting
+        projected = ((texels.double() @ view.double().t()).float().double() @ image_projection.double()).float()
+    x, y, z = projected[:, 0], projected[:, 1], projected[:, 2]
+    inside = (x <= 1.0) & (x >= -1.0) & (y <= 1.0) & (y >= -1.0)
+    fx = (x.clamp(-1, 1) * 0.5 + 0.5) * width
+    fy = (y.clamp(-1, 1) * 0.5 + 0.5) * height
+    ix = fx.to(torch.int64).clamp(0, width - 1)
+    iy = fy.to(torch.int64).clamp(0, height - 1)
+    pixel = iy * width + ix
+    weight = cos.reshape(-1)[pixel]
+    seen = (
+        inside
+        & ((z - depth.reshape(-1)[pixel]).abs() < DEPTH_TOLERANCE)
+        & (reliable.reshape(-1)[pixel].to(torch.float32) * weight > 0)
+    )
+    index = torch.nonzero(seen).squeeze(1)
+    x0, y0 = ix[index], iy[index]
+    x1, y1 = (x0 + 1).clamp(max=width - 1), (y0 + 1).clamp(max=height - 1)
+    corners = torch.stack([y0 * width + x0, y0 * width + x1, y1 * width + x0, y1 * width + x1], dim=1)
+    return ViewSampling(
+        texels=index,
+        corners=corners,
+        wx=(fx[index] - x0).unsqueeze(1),
+        wy=(fy[index] - y0).unsqueeze(1),
+        cos=weight[index],
+        resolution=resolution,
+        texel_count=texels.shape[0],
+    )
+
+
+def merge_views(
+    projections: Sequence[ViewProjection], weights: Sequence[float], *, exponent: float = BAKE_EXPONENT
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted merge of view projections: (colors ``[K, C]``, painted bool ``[K]``)."""
+    if len(projections) != len(weights) or not projections:
+        raise ValueError(f"need one weight per projection, got {len(projections)} projections, {len(weights)} weights")
+    merged = torch.zeros_like(projections[0].colors)
+    trust = torch.zeros_like(projections[0].cos)
+    for index, (projection, view_weight) in enumerate(zip(projections, weights)):
+        weight = view_weight * torch.pow(projection.cos, exponent)
+        seen = weight > 0
+        seen_count = int(seen.sum())
+        painted = int((seen & (trust > 0)).sum())
+        if seen_count and painted / seen_count > SKIP_IF_PAINTED_FRACTION:
+            logger.debug("view %d skipped: %d of its %d texels already painted", index, painted, seen_count)
+            continue
+        merged = merged + projection.colors * weight.unsqueeze(1)
+        trust = trust + weight
+    merged = merged / torch.clamp(trust, min=MIN_TOTAL_WEIGHT).unsqueeze(1)
+    return merged, trust > MIN_TOTAL_WEIGHT
+
+
+def texels_to_image(renderer: MeshRenderer, values: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
+    """Scatter per-texel values ``[K, ...]`` into a ``[T, T, ...]`` image (``fill`` elsewhere)."""
+    size = renderer.texels.size
+    image = torch.full((size * size, *values.shape[1:]), fill, dtype=values.dtype, device=values.device)
+    grid = renderer.texels.grid
+    image[grid[:, 0] * size + grid[:, 1]] = values
+    return image.view(size, size, *values.shape[1:])
+
+
+def bake_materials(
+    renderer: MeshRenderer,
+    images: Mapping[str, Sequence],
+    views: Sequence[View],
+    *,
+    exponent: float = BAKE_EXPONENT,
+    boundary_kernel: int = BOUNDARY_KERNEL,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Bake several materials seen from the same views (e.g. ``{"albedo": [...], "mr": [...]}``).
+
+    ``images[name][i]`` is material ``name`` seen from ``views[i]``. Each view's geometry (raster,
+    visibility, sampling positions) is computed once and used for every material. Returns
+    ``{name: (texture float32 [T, T, C], mask uint8 [T, T] 0/255)}``, the same as :func:`bake_views`
+    per material.
+    """
+    for name, material_images in images.items():
+        if len(material_images) != len(views):
+            raise ValueError(f"need one image per view, got {len(material_images)} {name} images for {len(views)} views")
+    projections: dict[str, list[ViewProjection]] = {name: [] for name in images}
+    for index, view in enumerate(views):
+        pixels = {name: _square_image(material_images[index], renderer.device) for name, material_images in images.items()}
+        sizes = {tuple(tensor.shape[:2]) for tensor in pixels.values()}
+        if len(sizes) != 1:
+            raise ValueError(f"the images of view {index} differ in size: {sorted(sizes)}")
+        sampling = view_sampling(renderer, view, next(iter(sizes))[0], boundary_kernel=boundary_kernel)
+        for name, tensor in pixels.items():
+            projections[name].append(sampling.project(tensor))
+    result = {}
+    for name, material_projections in projections.items():
+        colors, painted = merge_views(material_projections, [view.weight for view in views], exponent=exponent)
+        texture = texels_to_image(renderer, colors).cpu().numpy()
+        mask = texels_to_image(renderer, painted.to(torch.uint8) * 255).cpu().numpy()
+        result[name] = (texture, mask)
+    return result
+
+
+def bake_views(
+    renderer: MeshRenderer,
+    images: Sequence,
+    views: Sequence[View],
+    *,
+    exponent: float = BAKE_EXPONENT,
+    boundary_kernel: int = BOUNDARY_KERNEL,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bake view images into the atlas: (texture float32 ``[T, T, C]``, mask uint8 ``[T, T]`` 0/255).
+
+    ``images[i]`` is the image seen from ``views[i]``; weights are the views' weights.
+    """
+    if len(images) != len(views):
+        raise ValueError(f"need one image per view, got {len(images)} images for {len(views)} views")
+    return bake_materials(renderer, {"texture": images}, views, exponent=exponent, boundary_kernel=boundary_kernel)["texture"]
