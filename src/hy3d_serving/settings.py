@@ -1,0 +1,124 @@
+"""Every setting of the service in one table: environment variables and ``config.pbtxt`` parameters.
+
+A stage setting can come from the environment (``HY3D_WEIGHTS_DIR``) or from a ``parameters`` entry of
+the model's ``config.pbtxt`` (``weights_dir``); the environment wins, an empty value means "unset".
+Server settings (ports, bind address) are read by the launcher only. The README's settings table is
+checked against :data:`SETTINGS` by a test.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A setting holds a value that is not allowed; the message names the setting and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One knob: where it is read from, its default (as documented) and what it does."""
+
+    env: str
+    parameter: str | None  # config.pbtxt parameter key, None for server-only settings
+    default: str
+    description: str
+
+
+# Server (read by ``scripts/serve`` / ``hy3d_serving.launcher``).
+HTTP_PORT = Setting("HY3D_HTTP_PORT", None, "8000", "HTTP/REST port of tritonserver.")
+GRPC_PORT = Setting("HY3D_GRPC_PORT", None, "8001", "gRPC port of tritonserver.")
+METRICS_PORT = Setting("HY3D_METRICS_PORT", None, "8002", "Prometheus metrics port of tritonserver.")
+BIND_ADDRESS = Setting("HY3D_BIND_ADDRESS", None, "0.0.0.0",
+                       "Address the HTTP, gRPC and metrics endpoints bind to (tests use 127.0.0.1).")
+MODEL_REPOSITORY = Setting("HY3D_MODEL_REPOSITORY", None, "model_repository/ of this checkout",
+                           "Triton model repository to serve.")
+READY_TIMEOUT_S = Setting("HY3D_READY_TIMEOUT_S", None, "900",
+                          "Seconds `scripts/serve` waits for every model to be ready before giving up.")
+LOG_VERBOSE = Setting("HY3D_LOG_VERBOSE", None, "0", "tritonserver `--log-verbose` level.")
+
+# Stages (read by each Triton model in ``initialize``).
+WEIGHTS_DIR = Setting("HY3D_WEIGHTS_DIR", "weights_dir", "unset (built-in CPU engines)",
+                      "Folder with the official Hunyuan3D-2.1 layout; set: neural engines, unset: built-in ones.")
+DEVICE = Setting("HY3D_DEVICE", "device", "auto",
+                 "`auto` (the instance's GPU, else `cuda` when available, else `cpu`), `cpu`, `cuda`, `cuda:N`.")
+DTYPE = Setting("HY3D_DTYPE", "dtype", "auto",
+                "`auto` (float16 on CUDA, float32 on CPU), `float32`, `float16`, `bfloat16`.")
+PAINT_VIEW_SIZE = Setting("HY3D_PAINT_VIEW_SIZE", "paint_view_size", "engine default (512)",
+                          "Neural texture stage: diffusion resolution of each view, in pixels.")
+PAINT_RENDER_SIZE = Setting("HY3D_PAINT_RENDER_SIZE", "paint_render_size", "engine default (2048)",
+                            "Neural texture stage: size of the condition renders and bake images, in pixels.")
+PAINT_TEXTURE_SIZE = Setting("HY3D_PAINT_TEXTURE_SIZE", "paint_texture_size", "engine default (4096)",
+                             "Neural texture stage: side of the baked UV textures, in pixels.")
+PAINT_MAX_NUM_VIEW = Setting("HY3D_PAINT_MAX_NUM_VIEW", "paint_max_num_view", "engine default (6)",
+                             "Neural texture stage: most views generated and baked.")
+
+# Read by the engine libraries themselves (listed here so that the README names every setting).
+REMBG_MODEL = Setting("HY3D_REMBG_MODEL", None, "unset ($U2NET_HOME/u2net.onnx when present)",
+                      "u2net ONNX file for rembg background removal (read by hy3dshape); without one, "
+                      "the classical remover for plain backgrounds is used.")
+
+SERVER_SETTINGS: tuple[Setting, ...] = (
+    HTTP_PORT, GRPC_PORT, METRICS_PORT, BIND_ADDRESS, MODEL_REPOSITORY, READY_TIMEOUT_S, LOG_VERBOSE,
+)
+PAINT_SIZE_SETTINGS: tuple[Setting, ...] = (
+    PAINT_VIEW_SIZE, PAINT_RENDER_SIZE, PAINT_TEXTURE_SIZE, PAINT_MAX_NUM_VIEW,
+)
+STAGE_SETTINGS: tuple[Setting, ...] = (WEIGHTS_DIR, DEVICE, DTYPE, *PAINT_SIZE_SETTINGS)
+ENGINE_SETTINGS: tuple[Setting, ...] = (REMBG_MODEL,)
+SETTINGS: tuple[Setting, ...] = SERVER_SETTINGS + STAGE_SETTINGS + ENGINE_SETTINGS
+
+#: Allowed range of each paint size override (inclusive); the engine may narrow it further.
+PAINT_SIZE_RANGES: dict[str, tuple[int, int]] = {
+    PAINT_VIEW_SIZE.parameter: (32, 2048),
+    PAINT_RENDER_SIZE.parameter: (32, 8192),
+    PAINT_TEXTURE_SIZE.parameter: (32, 8192),
+    PAINT_MAX_NUM_VIEW.parameter: (1, 12),
+}
+#: Device names accepted by HY3D_DEVICE besides ``cuda:N``.
+DEVICES = ("auto", "cpu", "cuda")
+#: Dtype names accepted by HY3D_DTYPE.
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+#: Largest TCP port number.
+MAX_PORT = 65535
+
+
+def lookup(setting: Setting, parameters: Mapping[str, str] | None = None,
+           environ: Mapping[str, str] | None = None) -> str | None:
+    """Value of ``setting``: the environment first, then the ``config.pbtxt`` parameter; None when unset."""
+    environ = os.environ if environ is None else environ
+    value = environ.get(setting.env, "").strip()
+    if not value and setting.parameter and parameters:
+        value = str(parameters.get(setting.parameter, "")).strip()
+    return value or None
+
+
+def parse_int(setting: Setting, raw: str, minimum: int, maximum: int) -> int:
+    """``raw`` as an integer in ``[minimum, maximum]``; raises :class:`SettingsError` naming ``setting``."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{setting.env}={raw!r}: expected an integer in [{minimum}, {maximum}]") from None
+    if not minimum <= value <= maximum:
+        raise SettingsError(f"{setting.env}={raw!r}: out of range; expected an integer in [{minimum}, {maximum}]")
+    return value
+
+
+def model_parameters(model_config: Mapping[str, Any]) -> dict[str, str]:
+    """The ``parameters`` of a Triton model config (as JSON-decoded by the Python backend), as strings.
+
+    Raises :class:`SettingsError` for a parameter this service does not know, naming the known ones.
+    """
+    raw = model_config.get("parameters") or {}
+    known = {s.parameter for s in STAGE_SETTINGS if s.parameter}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise SettingsError(
+            f"unknown parameter {unknown[0]!r} in config.pbtxt of model {model_config.get('name', '?')!r}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+    return {key: str(entry.get("string_value", "")) if isinstance(entry, Mapping) else str(entry)
+            for key, entry in raw.items()}

@@ -1,0 +1,184 @@
+"""The tritonserver build shipped in the ``nvidia-pytriton`` wheel, made runnable with our model repository.
+
+The wheel carries ``tritonserver``, the Python backend and one backend stub per Python version. We run
+the binary directly (not PyTriton's Python API) with a backend directory of our own under the virtual
+environment (``<venv>/triton-backends/python/``: links to the backend library, its utils module and the
+stub of this interpreter's version), so the installed package is never modified.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Python package that carries the Triton build.
+TRITON_PACKAGE = "pytriton"
+#: Name of the Python backend inside a backend directory.
+PYTHON_BACKEND = "python"
+#: Files of the Python backend linked into our backend directory (the stub is added per Python version).
+PYTHON_BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
+STUB_NAME = "triton_python_backend_stub"
+#: Seconds tritonserver waits for in-flight requests after SIGTERM before it exits.
+EXIT_TIMEOUT_S = 60
+#: Seconds allowed for ``ldd`` to list the stub's libraries.
+LDD_TIMEOUT_S = 30
+#: Libraries ``perf_analyzer`` (tritonclient wheel) links by their plain names, and the prefix of the
+#: name-mangled copy the nvidia-pytriton wheel bundles.
+PERF_ANALYZER_LIBRARIES = {"libb64.so.0d": "libb64-", "libcudart.so.12": "libcudart-"}
+
+
+class TritonRuntimeError(RuntimeError):
+    """The Triton build is missing or cannot run here; the message says what to install."""
+
+
+@dataclass(frozen=True)
+class TritonInstall:
+    """Paths of the Triton build inside the installed ``nvidia-pytriton`` wheel."""
+
+    root: Path  # .../site-packages/pytriton/tritonserver
+    libs_dir: Path  # .../site-packages/nvidia_pytriton.libs (bundled shared libraries)
+
+    @property
+    def server_binary(self) -> Path:
+        return self.root / "bin" / "tritonserver"
+
+    @property
+    def python_backend_dir(self) -> Path:
+        return self.root / "backends" / PYTHON_BACKEND
+
+    def stub_for(self, version: tuple[int, int]) -> Path:
+        """The Python backend stub built for Python ``version`` (major, minor)."""
+        return self.root / "python_backend_stubs" / f"{version[0]}.{version[1]}" / STUB_NAME
+
+
+def find_triton_install() -> TritonInstall:
+    """Locate the Triton build of the installed ``nvidia-pytriton`` wheel (without importing it)."""
+    spec = importlib.util.find_spec(TRITON_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise TritonRuntimeError("nvidia-pytriton is not installed; run scripts/setup-env (requirements.lock)")
+    package_dir = Path(spec.origin).parent
+    install = TritonInstall(package_dir / "tritonserver", package_dir.parent / "nvidia_pytriton.libs")
+    for path in (install.server_binary, install.python_backend_dir, install.libs_dir):
+        if not path.exists():
+            raise TritonRuntimeError(f"the nvidia-pytriton install is incomplete: {path} is missing")
+    return install
+
+
+def assemble_backend_directory(install: TritonInstall, target: Path,
+                               version: tuple[int, int] | None = None) -> Path:
+    """Create (or refresh) ``target/python/`` with links to the backend and the matching stub.
+
+    Returns ``target``, to be passed as ``--backend-directory``. Raises :class:`TritonRuntimeError`
+    when no stub exists for ``version`` (default: this interpreter's).
+    """
+    version = version or sys.version_info[:2]
+    stub = install.stub_for(version)
+    if not stub.is_file():
+        available = sorted(p.name for p in (install.root / "python_backend_stubs").iterdir())
+        raise TritonRuntimeError(
+            f"no Triton Python backend stub for Python {version[0]}.{version[1]}; "
+            f"stubs exist for {', '.join(available)}: create .venv with one of those"
+        )
+    backend = target / PYTHON_BACKEND
+    backend.mkdir(parents=True, exist_ok=True)
+    links = {name: install.python_backend_dir / name for name in PYTHON_BACKEND_FILES}
+    links[STUB_NAME] = stub
+    for name, source in links.items():
+        link = backend / name
+        if link.is_symlink() and Path(os.readlink(link)) == source:
+            continue
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(source)
+    return target
+
+
+def check_stub_libraries(stub: Path, environ: Mapping[str, str]) -> None:
+    """Raise :class:`TritonRuntimeError` naming any shared library the stub cannot find (e.g. libpython)."""
+    result = subprocess.run(["ldd", str(stub)], capture_output=True, text=True, env=dict(environ),
+                            timeout=LDD_TIMEOUT_S, check=False)
+    missing = [line.split("=>")[0].strip() for line in result.stdout.splitlines() if "not found" in line]
+    if missing:
+        hint = " (Debian/Ubuntu: apt-get install libpython3.X)" if any("python" in m for m in missing) else ""
+        raise TritonRuntimeError(f"the Triton Python backend stub {stub} needs {', '.join(missing)}{hint}")
+
+
+def perf_analyzer_library_dir(install: TritonInstall, target: Path) -> Path:
+    """Create ``target`` with correctly named links to the bundled libraries ``perf_analyzer`` needs.
+
+    Put the returned directory on ``LD_LIBRARY_PATH`` when running ``perf_analyzer``.
+    """
+    target.mkdir(parents=True, exist_ok=True)
+    for name, prefix in PERF_ANALYZER_LIBRARIES.items():
+        matches = sorted(install.libs_dir.glob(f"{prefix}*"))
+        if not matches:
+            raise TritonRuntimeError(f"{install.libs_dir} has no {prefix}* library for {name}")
+        link = target / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(matches[0])
+    return target
+
+
+def server_environment(install: TritonInstall, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for tritonserver: this venv's ``bin/`` first on PATH, the bundled libraries loadable.
+
+    The stub embeds the system libpython and finds this environment's packages through ``python3`` on
+    PATH, so PATH must start with the directory of the running interpreter.
+    """
+    env = dict(os.environ if base is None else base)
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([venv_bin, env.get("PATH", "")]).rstrip(os.pathsep)
+    env["LD_LIBRARY_PATH"] = os.pathsep.join([str(install.libs_dir), env.get("LD_LIBRARY_PATH", "")]
+                                             ).rstrip(os.pathsep)
+    return env
+
+
+@dataclass(frozen=True)
+class ServerEndpoints:
+    """Where tritonserver listens."""
+
+    bind_address: str
+    http_port: int
+    grpc_port: int
+    metrics_port: int
+
+    @property
+    def probe_host(self) -> str:
+        """Host to reach the server from this machine (a wildcard bind is reached on loopback)."""
+        return "127.0.0.1" if self.bind_address in ("0.0.0.0", "::", "") else self.bind_address
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.probe_host}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.probe_host}:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"{self.probe_host}:{self.metrics_port}"
+
+
+def server_command(install: TritonInstall, model_repository: Path, backend_directory: Path,
+                   endpoints: ServerEndpoints, log_verbose: int = 0,
+                   extra_args: tuple[str, ...] = ()) -> list[str]:
+    """The tritonserver command line for our model repository."""
+    address = endpoints.bind_address
+    return [
+        str(install.server_binary),
+        f"--model-repository={model_repository}",
+        f"--backend-directory={backend_directory}",
+        f"--http-address={address}", f"--http-port={endpoints.http_port}",
+        f"--grpc-address={address}", f"--grpc-port={endpoints.grpc_port}",
+        f"--metrics-address={address}", f"--metrics-port={endpoints.metrics_port}",
+        f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
+        f"--log-verbose={log_verbose}",
+        *extra_args,
+    ]

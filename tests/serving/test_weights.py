@@ -1,0 +1,45 @@
+"""Weights folder check: an incomplete folder fails naming the missing file."""
+
+from __future__ import annotations
+
+import pytest
+
+from hy3d_serving.weights import PAINT_FILES, SHAPE_FILES, WeightsError, check_weights
+
+
+def populate(root, entries):
+    for entry in entries:
+        name = entry if isinstance(entry, str) else entry[0]
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x")
+
+
+def test_complete_folders_pass(tmp_path):
+    populate(tmp_path, SHAPE_FILES + PAINT_FILES)
+    check_weights(tmp_path, SHAPE_FILES, "shape_dit")
+    check_weights(tmp_path, PAINT_FILES, "paint_pbr")
+
+
+def test_any_one_alternative_will_do(tmp_path):
+    (tmp_path / "hunyuan3d-dit-v2-1").mkdir()
+    (tmp_path / "hunyuan3d-dit-v2-1" / "config.yaml").write_text("x")
+    (tmp_path / "hunyuan3d-dit-v2-1" / "model.fp16.safetensors").write_bytes(b"x")
+    check_weights(tmp_path, SHAPE_FILES, "shape_dit")
+
+
+def test_missing_file_is_named_with_the_stage(tmp_path):
+    populate(tmp_path, PAINT_FILES)
+    (tmp_path / "RealESRGAN_x4plus.pth").unlink()
+    with pytest.raises(WeightsError, match=r"^paint_pbr: the weights folder is incomplete: missing .*RealESRGAN_x4plus\.pth"):
+        check_weights(tmp_path, PAINT_FILES, "paint_pbr")
+
+
+def test_missing_alternatives_are_all_named(tmp_path):
+    populate(tmp_path, SHAPE_FILES[:1])
+    with pytest.raises(WeightsError, match=r"model\.fp16\.ckpt or .*model\.fp16\.safetensors"):
+        check_weights(tmp_path, SHAPE_FILES, "shape_dit")
+
+
+def test_weights_dir_that_is_not_a_directory_is_named(tmp_path):
+    with pytest.raises(WeightsError, match="is not a directory"):
+        check_weights(tmp_path / "nowhere", SHAPE_FILES, "shape_dit")
