@@ -61,6 +61,11 @@ REMBG_MODEL = Setting("HY3D_REMBG_MODEL", None, "unset ($U2NET_HOME/u2net.onnx w
                       "u2net ONNX file for rembg background removal (read by hy3dshape); without one, "
                       "the classical remover for plain backgrounds is used.")
 
+MR_LAYOUT = Setting("HY3D_MR_LAYOUT", None, "reference",
+                    "How the texture model's metallic-roughness views are read (read by hy3dpaint): `reference` "
+                    "(as upstream: R = metallic, G = roughness) or `gltf` (B = metallic, G = roughness); "
+                    "see docs/paint.md.")
+
 SERVER_SETTINGS: tuple[Setting, ...] = (
     HTTP_PORT, GRPC_PORT, METRICS_PORT, BIND_ADDRESS, MODEL_REPOSITORY, READY_TIMEOUT_S, LOG_VERBOSE,
 )
@@ -68,7 +73,7 @@ PAINT_SIZE_SETTINGS: tuple[Setting, ...] = (
     PAINT_VIEW_SIZE, PAINT_RENDER_SIZE, PAINT_TEXTURE_SIZE, PAINT_MAX_NUM_VIEW,
 )
 STAGE_SETTINGS: tuple[Setting, ...] = (WEIGHTS_DIR, DEVICE, DTYPE, *PAINT_SIZE_SETTINGS)
-ENGINE_SETTINGS: tuple[Setting, ...] = (REMBG_MODEL,)
+ENGINE_SETTINGS: tuple[Setting, ...] = (REMBG_MODEL, MR_LAYOUT)
 SETTINGS: tuple[Setting, ...] = SERVER_SETTINGS + STAGE_SETTINGS + ENGINE_SETTINGS
 
 #: Allowed range of each paint size override (inclusive); the engine may narrow it further.

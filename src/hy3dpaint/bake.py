@@ -297,3 +297,28 @@ def bake_views(
     if len(images) != len(views):
         raise ValueError(f"need one image per view, got {len(images)} images for {len(views)} views")
     return bake_materials(renderer, {"texture": images}, views, exponent=exponent, boundary_kernel=boundary_kernel)["texture"]
+
+
+def bake_and_inpaint(
+    renderer: MeshRenderer,
+    images: Mapping[str, Sequence],
+    views: Sequence[View],
+    faces: np.ndarray,
+    *,
+    inpaint_mode: str = "fast",
+) -> dict[str, np.ndarray]:
+    """Bake every material (``bake_materials``) and fill its unpainted texels (``inpaint_texture``).
+
+    ``faces`` index the renderer's (seam-split) vertices. Returns ``{name: uint8 [T, T, C]}``; both
+    texture engines (neural and built-in) finish their textures with this.
+    """
+    from hy3dpaint.inpaint import inpaint_texture
+
+    vertices, uv = renderer.normalized_input_vertices(), renderer.input_uv()
+    chart_mask = renderer.texels.mask.cpu().numpy()
+    textures = {}
+    for name, (texture, mask) in bake_materials(renderer, images, views).items():
+        logger.debug("%s baked: %.1f%% of texels painted", name, 100.0 * float((mask > 0).mean()))
+        textures[name] = inpaint_texture(texture, mask, vertices, uv, np.asarray(faces),
+                                         chart_mask=chart_mask, mode=inpaint_mode)
+    return textures

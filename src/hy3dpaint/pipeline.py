@@ -76,7 +76,8 @@ class Hunyuan3DPaintConfig:
       ``$HY3D_MR_LAYOUT`` or "reference" (see ``hy3dpaint.export`` and docs/paint_model.md);
     * ``halve_output_textures``: output textures at ``texture_size / 2`` (upstream's export);
     * ``inpaint_mode``: "fast" or "reference" (see ``hy3dpaint.inpaint``);
-    * ``uv_method``: "xatlas" (upstream's unwrap, default) or "charts" (see ``hy3dpaint.uv``).
+    * ``uv_method``: "charts" (our unwrapper, default: >10x faster than xatlas at higher atlas
+      utilisation) or "xatlas" (upstream's unwrap, for parity); see ``hy3dpaint.uv``.
     """
 
     multiview_model_path: Path
@@ -95,7 +96,7 @@ class Hunyuan3DPaintConfig:
     mr_layout: str | None = None
     halve_output_textures: bool = True
     inpaint_mode: str = "fast"
-    uv_method: str = "xatlas"
+    uv_method: str = "charts"
 
     def __post_init__(self) -> None:
         for name in ("multiview_model_path", "dino_model_path", "realesrgan_ckpt_path"):
@@ -254,19 +255,11 @@ class Hunyuan3DPaintPipeline:
     def bake_textures(self, mesh: trimesh.Trimesh, renderer, views: Sequence,
                       images: GeneratedViews) -> tuple[np.ndarray, np.ndarray]:
         """Bake and inpaint the albedo and MR views: two uint8 [T, T, 3] textures."""
-        from hy3dpaint.bake import bake_views
-        from hy3dpaint.inpaint import inpaint_texture
+        from hy3dpaint.bake import bake_and_inpaint
 
-        vertices = renderer.normalized_input_vertices()
-        uv = np.asarray(mesh.visual.uv, dtype=np.float32)
-        chart_mask = renderer.texels.mask.cpu().numpy()
-        textures = []
-        for name, view_images in (("albedo", images.albedo), ("mr", images.mr)):
-            texture, mask = bake_views(renderer, view_images, views)
-            logger.debug("%s baked: %.1f%% of texels painted", name, 100.0 * float((mask > 0).mean()))
-            textures.append(inpaint_texture(texture, mask, vertices, uv, np.asarray(mesh.faces),
-                                            chart_mask=chart_mask, mode=self.config.inpaint_mode))
-        return textures[0], textures[1]
+        textures = bake_and_inpaint(renderer, {"albedo": images.albedo, "mr": images.mr}, views,
+                                    np.asarray(mesh.faces), inpaint_mode=self.config.inpaint_mode)
+        return textures["albedo"], textures["mr"]
 
     def textured_mesh(self, mesh: trimesh.Trimesh, albedo: np.ndarray, mr: np.ndarray) -> trimesh.Trimesh:
         """The UV-mapped mesh with a glTF PBR material, assembled as upstream's export

@@ -20,9 +20,8 @@ import numpy as np
 import trimesh
 from PIL import Image
 
-from hy3dpaint.bake import back_project, merge_views, texels_to_image
+from hy3dpaint.bake import bake_and_inpaint
 from hy3dpaint.export import export_glb, pbr_mesh
-from hy3dpaint.inpaint import inpaint_texture
 from hy3dpaint.render.mesh_renderer import MeshRenderer
 from hy3dpaint.uv import mesh_uv_wrap
 from hy3dpaint.view_selection import View
@@ -142,22 +141,12 @@ class ProjectionTexturePipeline:
         )
         silhouette = (renderer.render_face_ids(FRONT_VIEW.elevation, FRONT_VIEW.azimuth) > 0).cpu().numpy()
         view_image = align_image_to_silhouette(image, silhouette)
-        projection = back_project(renderer, view_image, FRONT_VIEW)
-        colors, painted = merge_views([projection], [FRONT_VIEW.weight])
-        texture = texels_to_image(renderer, colors).cpu().numpy()
-        mask = texels_to_image(renderer, painted.to(dtype=colors.dtype) * 255).cpu().numpy().astype(np.uint8)
-        albedo = inpaint_texture(
-            texture, mask, renderer.normalized_input_vertices(), uv, np.asarray(unwrapped.faces),
-            chart_mask=renderer.texels.mask.cpu().numpy(),
-        )
+        albedo = bake_and_inpaint(renderer, {"albedo": [view_image]}, [FRONT_VIEW], unwrapped.faces)["albedo"]
         shape = albedo.shape[:2]
         textured = pbr_mesh(
             unwrapped.vertices, unwrapped.faces, uv, albedo,
             metallic=np.full(shape, round(METALLIC * 255), dtype=np.uint8),
             roughness=np.full(shape, round(ROUGHNESS * 255), dtype=np.uint8),
         )
-        logger.info(
-            "paint engine %s: %.1f%% of texels seen, %.2f s",
-            ENGINE_NAME, 100.0 * float(painted.float().mean()), time.perf_counter() - started,
-        )
+        logger.info("paint engine %s: %.2f s", ENGINE_NAME, time.perf_counter() - started)
         return export_glb(textured) if output_type == "glb" else textured

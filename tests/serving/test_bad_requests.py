@@ -118,11 +118,9 @@ def test_unknown_input_is_refused_naming_it(triton_server, protocol):
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_missing_image_is_refused_and_the_server_stays_ready(triton_server, protocol):
-    # Triton 2.51 does not check an ensemble's required inputs itself; the request cannot be scheduled
-    # and is refused with "unexpected deadlock, at least one output is not set" (IMAGE stays required
-    # in the model metadata, as the contract says, rather than optional for a better message).
     error = send(triton_server, protocol, [parameter_input(protocol, "SEED", 1)])
     assert error.status() == INVALID_STATUS[protocol]
+    assert "IMAGE: required input is missing" in error.message()
 
 
 def test_stage_called_directly_validates_its_parameters(triton_server):
