@@ -42,10 +42,10 @@ from hy3d_client.sdk import Hy3DClient
 from PIL import Image
 
 from hy3d_serving.engines import load_background_remover, load_paint_engine, load_shape_engine
-from hy3d_serving.server_process import LAUNCHER_COMMAND, ServeProcess
 from hy3d_serving.stage_config import StageConfig
 from hy3d_serving.stages import make_asset, make_shape, preprocess_image
-from hy3d_serving.triton_runtime import find_triton_install, perf_analyzer_library_dir
+from hy3d_tooling.server_process import LAUNCHER_COMMAND, ServeProcess
+from hy3d_tooling.triton_runtime import find_triton_install, perf_analyzer_library_dir
 
 logger = logging.getLogger("bench_serving")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from hy3d_serving.server_process import ServeProcess
+from hy3d_tooling.server_process import ServeProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVE_SCRIPT = REPO_ROOT / "scripts" / "serve"

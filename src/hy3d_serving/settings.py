@@ -28,7 +28,7 @@ class Setting:
     description: str
 
 
-# Server (read by ``scripts/serve`` / ``hy3d_serving.launcher``).
+# Server (read by ``scripts/serve`` / ``hy3d_tooling.launcher``).
 HTTP_PORT = Setting("HY3D_HTTP_PORT", None, "8000", "HTTP/REST port of tritonserver.")
 GRPC_PORT = Setting("HY3D_GRPC_PORT", None, "8001", "gRPC port of tritonserver.")
 METRICS_PORT = Setting("HY3D_METRICS_PORT", None, "8002", "Prometheus metrics port of tritonserver.")
@@ -39,8 +39,30 @@ MODEL_REPOSITORY = Setting("HY3D_MODEL_REPOSITORY", None, "model_repository/ of 
 READY_TIMEOUT_S = Setting("HY3D_READY_TIMEOUT_S", None, "900",
                           "Seconds `scripts/serve` waits for every model to be ready before giving up.")
 LOG_VERBOSE = Setting("HY3D_LOG_VERBOSE", None, "0", "tritonserver `--log-verbose` level.")
+MODEL_CONFIG = Setting("HY3D_MODEL_CONFIG", None, "unset (each model's config.pbtxt)",
+                       "Triton `--model-config-name`: `gpu` serves `configs/gpu.pbtxt` of each model that has "
+                       "one (KIND_GPU instances, warm-up); models without that file keep `config.pbtxt`.")
+DRAIN_TIMEOUT_S = Setting("HY3D_DRAIN_TIMEOUT_S", None, "600",
+                          "On SIGTERM: seconds in-flight requests may take to finish while readiness is false "
+                          "and new requests are refused; then the server exits (also tritonserver's "
+                          "`--exit-timeout-secs`). Cover the longest GPU request.")
+MAX_QUEUE_SIZE = Setting("HY3D_MAX_QUEUE_SIZE", None, "8",
+                         "Most requests waiting per stage (Triton queue policy); one more is refused at once "
+                         "with UNAVAILABLE / HTTP 503 naming the limit. 0 = unbounded.")
+CACHE_BYTES = Setting("HY3D_CACHE_BYTES", None, "268435456",
+                      "Size in bytes of Triton's response cache (`--cache-config local,size=...`): a repeated "
+                      "request (same image and parameters) is answered from it byte for byte. 0 disables it.")
 
 # Stages (read by each Triton model in ``initialize``).
+REQUIRE_WEIGHTS = Setting("HY3D_REQUIRE_WEIGHTS", "require_weights", "0",
+                          "`1`/`true`: no silent fallback. A stage whose real engine (weights, rembg model "
+                          "file) cannot load fails its model load naming the missing path.")
+VOLUME_DECODER = Setting("HY3D_VOLUME_DECODER", "volume_decoder", "flashvdm",
+                         "Neural shape stage: `dense` (the parity reference), `hierarchical` or `flashvdm` "
+                         "volume decoding; see docs/shape.md for what each gives up.")
+COMPILE = Setting("HY3D_COMPILE", "compile", "0",
+                  "Neural shape stage: `1` compiles the DiT with `torch.compile` at load (slower start, "
+                  "faster steps on CUDA).")
 WEIGHTS_DIR = Setting("HY3D_WEIGHTS_DIR", "weights_dir", "unset (built-in CPU engines)",
                       "Folder with the official Hunyuan3D-2.1 layout; set: neural engines, unset: built-in ones.")
 DEVICE = Setting("HY3D_DEVICE", "device", "auto",
@@ -68,11 +90,14 @@ MR_LAYOUT = Setting("HY3D_MR_LAYOUT", None, "reference",
 
 SERVER_SETTINGS: tuple[Setting, ...] = (
     HTTP_PORT, GRPC_PORT, METRICS_PORT, BIND_ADDRESS, MODEL_REPOSITORY, READY_TIMEOUT_S, LOG_VERBOSE,
+    MODEL_CONFIG, DRAIN_TIMEOUT_S, MAX_QUEUE_SIZE, CACHE_BYTES,
 )
 PAINT_SIZE_SETTINGS: tuple[Setting, ...] = (
     PAINT_VIEW_SIZE, PAINT_RENDER_SIZE, PAINT_TEXTURE_SIZE, PAINT_MAX_NUM_VIEW,
 )
-STAGE_SETTINGS: tuple[Setting, ...] = (WEIGHTS_DIR, DEVICE, DTYPE, *PAINT_SIZE_SETTINGS)
+STAGE_SETTINGS: tuple[Setting, ...] = (
+    WEIGHTS_DIR, DEVICE, DTYPE, REQUIRE_WEIGHTS, VOLUME_DECODER, COMPILE, *PAINT_SIZE_SETTINGS,
+)
 ENGINE_SETTINGS: tuple[Setting, ...] = (REMBG_MODEL, MR_LAYOUT)
 SETTINGS: tuple[Setting, ...] = SERVER_SETTINGS + STAGE_SETTINGS + ENGINE_SETTINGS
 

@@ -10,7 +10,7 @@ import tritonclient.http as httpclient
 from hy3d_client import contract
 from tritonclient.utils import InferenceServerException
 
-from hy3d_serving.health import is_ready
+from hy3d_tooling.health import is_ready
 
 pytestmark = pytest.mark.integration
 

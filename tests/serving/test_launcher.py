@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from hy3d_serving import launcher
 from hy3d_serving import settings as s
-from hy3d_serving.health import is_ready
-from hy3d_serving.server_process import ServeProcess, ServerStartError
-from hy3d_serving.triton_runtime import (
+from hy3d_tooling import launcher
+from hy3d_tooling.health import is_ready
+from hy3d_tooling.server_process import ServeProcess, ServerStartError
+from hy3d_tooling.triton_runtime import (
     STUB_NAME,
     TritonRuntimeError,
     assemble_backend_directory,

@@ -16,8 +16,8 @@ import trimesh
 from PIL import Image
 
 from hy3d_serving.engines import PAINT_NEURAL, SHAPE_NEURAL
-from hy3d_serving.server_process import ServerStartError
 from hy3d_serving.weights import PAINT_FILES, SHAPE_FILES, SHAPE_SUBFOLDER, check_weights
+from hy3d_tooling.server_process import ServerStartError
 
 from .ensemble_client import generate
 from .glb_checks import base_color_textures, glb_arrays, validation_report

@@ -11,7 +11,8 @@ from pathlib import Path
 import pygltflib
 import pytest
 
-from hy3d_serving import docs, settings
+from hy3d_serving import settings
+from hy3d_tooling import docs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 README = REPO_ROOT / "README.md"

@@ -1,6 +1,6 @@
 """Foreground launcher of tritonserver with our model repository (what ``scripts/serve`` runs).
 
-``python -m hy3d_serving.launcher [extra tritonserver arguments]``: reads the server settings
+``python -m hy3d_tooling.launcher [extra tritonserver arguments]``: reads the server settings
 (``HY3D_HTTP_PORT`` ...), starts tritonserver, logs when every model is ready, forwards SIGTERM/SIGINT
 to it, waits for it and exits with its status (128 + signal number when it was killed by a signal).
 """
@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import settings as s
+from hy3d_serving import settings as s
+
 from .health import wait_until_ready
 from .triton_runtime import (
     PYTHON_BACKEND,
@@ -30,7 +31,7 @@ from .triton_runtime import (
     server_environment,
 )
 
-logger = logging.getLogger("hy3d_serving.launcher")
+logger = logging.getLogger("hy3d_tooling.launcher")
 
 #: Model repository of the checkout this package was installed from (editable install).
 CHECKOUT_MODEL_REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
@@ -125,7 +126,7 @@ def run(options: LaunchOptions, extra_args: Sequence[str] = ()) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m hy3d_serving.launcher``; extra arguments go to tritonserver."""
+    """Entry point of ``python -m hy3d_tooling.launcher``; extra arguments go to tritonserver."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s hy3d-serve %(levelname)s %(message)s")
     try:
         options = LaunchOptions.from_environ()

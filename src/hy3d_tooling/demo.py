@@ -20,7 +20,7 @@ from hy3d_client.sdk import Hy3DClient
 
 from .server_process import LAUNCHER_COMMAND, ServeProcess, ServerStartError
 
-logger = logging.getLogger("hy3d_serving.demo")
+logger = logging.getLogger("hy3d_tooling.demo")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_IMAGE = REPO_ROOT / "examples" / "mug.png"

@@ -1,6 +1,6 @@
 """A served model repository in a child process on free loopback ports (tests, demo, benchmark).
 
-:class:`ServeProcess` runs a launcher command (``scripts/serve`` or ``python -m hy3d_serving.launcher``)
+:class:`ServeProcess` runs a launcher command (``scripts/serve`` or ``python -m hy3d_tooling.launcher``)
 with ``HY3D_*_PORT`` set to free ports and ``HY3D_BIND_ADDRESS=127.0.0.1``, waits for readiness and
 stops it with SIGTERM (then SIGKILL) even when the caller fails.
 """
@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from . import settings as s
+from hy3d_serving import settings as s
+
 from .health import wait_until_ready
 from .triton_runtime import ServerEndpoints
 
@@ -27,7 +28,7 @@ STOP_TIMEOUT_S = 90
 #: Lines of the server log quoted when it fails to start.
 LOG_TAIL_LINES = 40
 #: The launcher run by :meth:`ServeProcess.python_launcher`.
-LAUNCHER_COMMAND = (sys.executable, "-m", "hy3d_serving.launcher")
+LAUNCHER_COMMAND = (sys.executable, "-m", "hy3d_tooling.launcher")
 
 
 class ServerStartError(RuntimeError):

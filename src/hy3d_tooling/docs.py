@@ -1,13 +1,13 @@
 """The README's reference tables, generated from the contract and the settings (a test keeps them equal).
 
-``python -m hy3d_serving.docs`` prints them, to paste into README.md after a change.
+``python -m hy3d_tooling.docs`` prints them, to paste into README.md after a change.
 """
 
 from __future__ import annotations
 
 from hy3d_client import contract
 
-from . import limits, settings
+from hy3d_serving import limits, settings
 
 _KINDS = {"BOOL": "bool", "INT32": "int", "INT64": "int", "FP32": "float"}
 
