@@ -12,6 +12,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,16 +126,31 @@ def perf_analyzer_library_dir(install: TritonInstall, target: Path) -> Path:
     return target
 
 
+def interpreter_library_dir() -> Path | None:
+    """The folder holding the running interpreter's own ``libpython3.X.so.1.0``, if it was built shared.
+
+    The stub embeds a libpython; it must be the one this interpreter's standard library was built with
+    (e.g. a pyenv 3.11.7 ``lib-dynload/_ssl`` needs symbols that Debian's 3.11.2 libpython lacks), so
+    this folder goes first on ``LD_LIBRARY_PATH``. None when the interpreter uses the system library.
+    """
+    libdir = sysconfig.get_config_var("LIBDIR")
+    name = f"libpython{sys.version_info[0]}.{sys.version_info[1]}.so.1.0"
+    return Path(libdir) if libdir and (Path(libdir) / name).exists() else None
+
+
 def server_environment(install: TritonInstall, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for tritonserver: this venv's ``bin/`` first on PATH, the bundled libraries loadable.
 
-    The stub embeds the system libpython and finds this environment's packages through ``python3`` on
-    PATH, so PATH must start with the directory of the running interpreter.
+    The stub embeds libpython and finds this environment's packages through ``python3`` on PATH, so PATH
+    must start with the directory of the running interpreter, and the interpreter's own libpython (when
+    it has one) comes first on ``LD_LIBRARY_PATH``.
     """
     env = dict(os.environ if base is None else base)
     venv_bin = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join([venv_bin, env.get("PATH", "")]).rstrip(os.pathsep)
-    env["LD_LIBRARY_PATH"] = os.pathsep.join([str(install.libs_dir), env.get("LD_LIBRARY_PATH", "")]
+    libpython_dir = interpreter_library_dir()
+    library_dirs = [str(libpython_dir)] if libpython_dir else []
+    env["LD_LIBRARY_PATH"] = os.pathsep.join([*library_dirs, str(install.libs_dir), env.get("LD_LIBRARY_PATH", "")]
                                              ).rstrip(os.pathsep)
     return env
 
