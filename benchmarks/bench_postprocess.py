@@ -102,7 +102,7 @@ def _pymeshlab_round_trip(mesh: trimesh.Trimesh, apply: Callable, folder: Path) 
 
 def reference_chain(mesh: trimesh.Trimesh, max_facenum: int) -> trimesh.Trimesh:
     """Upstream's FloaterRemover then FaceReducer, each through temporary PLY files."""
-    from hy3dshape.postprocessors import PYMESHLAB_QUADRIC_SETTINGS
+    from hy3dcore.mesh import PYMESHLAB_QUADRIC_SETTINGS
 
     def remove_floaters(mesh_set) -> None:
         mesh_set.apply_filter("compute_selection_by_small_disconnected_components_per_face", nbfaceratio=0.005)
