@@ -1,30 +1,34 @@
-"""Shape-stage benchmark: per-stage timings on the tiny checkpoint, baseline and ours side by side.
+"""Shape-stage benchmark: denoising and volume decoding, ours and upstream's algorithm side by side.
 
-Baselines are upstream's strategies, re-created here in the same process:
+Every baseline is upstream's algorithm re-created in the same process, on the same inputs and threads:
 
-* sampling: upstream calls the DiT at every scheduler step, including the last, zero-length one;
-  ours skips that call (identical latents);
-* volume decoding memory: upstream materialises all ``(R + 1)^3`` query coordinates before chunking;
-  ours computes each chunk's coordinates from flat indices (identical grid);
-* volume decoding time: dense grid (upstream default) vs the opt-in hierarchical decoder.
+* DiT call: upstream concatenates the attention projection weights on every call and routes the MoE
+  with one ``.nonzero()`` per expert (host synchronisation); ours fuses the weights once at load and
+  dispatches the MoE with grouped matmuls (same velocities, checked);
+* sampling: upstream calls the DiT at every scheduler step, including the last, zero-length one; ours
+  skips that call (identical latents). That can save at most ``1 / steps`` of the calls, so the reported
+  ratio is capped at ``steps / (steps - 1)`` (1.25x at 5 steps): a larger measurement is timing noise;
+* volume decoding: upstream decodes the dense grid in chunks of 8000 points, all coordinates
+  materialised first, recomputing the latent keys/values in every chunk. Ours: ``dense`` (keys/values
+  once, chunk size by device; the same grid), ``hierarchical`` and ``flashvdm``, with their agreement
+  with the dense grid: share of sign changes within one cell of a dense sign change (both ways),
+  symmetric mean Chamfer distance between the mesh vertices in grid cells, and face counts.
 
-Results go to ``benchmarks/results/bench_shape.{json,md}``. Peak memory on the CPU is the process's
-peak RSS (``VmHWM``, reset through ``/proc/self/clear_refs``, after ``malloc_trim``) above the RSS
-before the call; on CUDA it is ``torch.cuda.max_memory_allocated`` above the allocation before the call.
+Results go to ``benchmarks/results/bench_shape.{json,md}`` (``--output`` changes the file stem).
 
 Usage::
 
     .venv/bin/python benchmarks/bench_shape.py [--device cpu|cuda] [--dtype float32|float16|bfloat16]
-        [--threads N] [--repeats N] [--resolutions 64 128 192 256] [--full-size-block]
+        [--threads N] [--repeats N] [--resolutions 256 384] [--full-size] [--output NAME]
 
-``--full-size-block`` also times one dense and one MoE block of the full-size DiT (random weights,
-about 1.5 GB in float32) on the official shapes and extrapolates one DiT call (15 dense + 6 MoE blocks).
+``--full-size`` also times the full-size DiT step (CFG batch 2, random weights) and volume decoding with
+the full-size VAE (random weights) at each resolution and decoder: meant for a GPU (``--device cuda``).
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
+import copy
 import json
 import logging
 import platform
@@ -37,23 +41,34 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from scipy.spatial import cKDTree
 
-from hy3dshape import Hunyuan3DDiTFlowMatchingPipeline, MCSurfaceExtractor
-from hy3dshape.models.dit import DiTBlock
+from hy3dshape import Hunyuan3DDiTFlowMatchingPipeline
+from hy3dshape.models.dit import HunYuanDiTPlain
+from hy3dshape.models.vae import ShapeVAE
 from hy3dshape.official_config import OFFICIAL_CONFIG
-from hy3dshape.volume_decoders import HierarchicalVolumeDecoder, VanillaVolumeDecoder, grid_axis
+from hy3dshape.surface_extractors import MCSurfaceExtractor, fill_undecoded
+from hy3dshape.volume_decoders import (
+    DEFAULT_NUM_CHUNKS,
+    FlashVDMVolumeDecoder,
+    HierarchicalVolumeDecoder,
+    VanillaVolumeDecoder,
+    grid_axis,
+    near_surface,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_ROOT = ROOT / "tests" / "data" / "shape" / "model"
 TEST_IMAGE = ROOT / "tests" / "data" / "shape" / "test_image.png"
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-#: Contract defaults used for the end-to-end run (client/hy3d_client/contract.py).
+#: Contract defaults (client/hy3d_client/contract.py).
 STEPS = 5
 GUIDANCE_SCALE = 5.0
-NUM_CHUNKS = 8000
-#: Band of the thin-band hierarchical run (the tiny model's logits are flat; see docs/shape.md).
-THIN_BAND = 0.05
+BOX_V = 1.01
+SEED = 1234
+#: Timed repeats of one DiT call (short; the median is reported).
+DIT_CALL_REPEATS = 20
 
 logger = logging.getLogger("bench_shape")
 
@@ -63,53 +78,72 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def clock(device: torch.device) -> Callable[[], float]:
+    """The timer of a run: wall time on CUDA; on the CPU the process's CPU time, which does not count
+    the time other processes of a shared machine hold the cores (run with ``--threads 1``)."""
+    return time.perf_counter if device.type == "cuda" else time.process_time
+
+
 def timed(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: bool = True) -> tuple[float, Any]:
-    """Median wall time of ``repeats`` calls (after one warm-up call unless ``warmup`` is false) and the
-    last result."""
+    """Median time (``clock``) of ``repeats`` calls (after one warm-up call unless ``warmup`` is false),
+    and the last result."""
     result = fn() if warmup else None
     times = []
+    now = clock(device)
     for _ in range(repeats):
         _sync(device)
-        start = time.perf_counter()
+        start = now()
         result = fn()
         _sync(device)
-        times.append(time.perf_counter() - start)
+        times.append(now() - start)
     return statistics.median(times), result
 
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not found in /proc/self/status")
+def interleaved(first: Callable[[], Any], second: Callable[[], Any], device: torch.device,
+                repeats: int) -> tuple[float, float]:
+    """Median times of two functions timed alternately (so that load changes hit both alike)."""
+    first(), second()
+    times: tuple[list[float], list[float]] = ([], [])
+    now = clock(device)
+    for _ in range(repeats):
+        for fn, bucket in ((first, times[0]), (second, times[1])):
+            _sync(device)
+            start = now()
+            fn()
+            _sync(device)
+            bucket.append(now() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
-def _release_free_heap() -> None:
-    """Return freed heap pages to the OS (glibc ``malloc_trim``) so an allocation shows up in RSS again."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        logger.debug("malloc_trim unavailable; CPU peak memory may be underestimated")
+# ------------------------------------------------------------------------------------------ baselines
 
 
-def peak_memory_mib(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
-    """Peak memory above the level before the call, in MiB (see the module docstring)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        before = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        result = fn()
-        torch.cuda.synchronize(device)
-        return (torch.cuda.max_memory_allocated(device) - before) / 2**20, result
-    _release_free_heap()
-    Path("/proc/self/clear_refs").write_text("5")
-    before = _status_kib("VmRSS")
-    result = fn()
-    return (_status_kib("VmHWM") - before) / 1024, result
+def upstream_model(model: HunYuanDiTPlain) -> HunYuanDiTPlain:
+    """A copy of the DiT that runs upstream's way: projections concatenated per call, MoE by ``.nonzero()``."""
+    baseline = copy.deepcopy(model)
+    for module in baseline.modules():
+        if hasattr(module, "_fused_weight"):
+            module._fused_weight = module._fused_bias = None
+            module._fuse_requested = False
+        if hasattr(module, "dispatch"):
+            module.dispatch = "loop"
+    return baseline
 
 
-def baseline_dense_decode(tokens, geo_decoder, bounds, num_chunks, octree_resolution):
-    """Upstream's dense decoding: all coordinates materialised first, then decoded chunk by chunk."""
+def upstream_denoise(pipe, model, latents, context, steps, guidance_scale):
+    """Upstream's loop: one DiT call per scheduler step, the zero-length last step included."""
+    pipe.scheduler.set_timesteps(steps, device=pipe.device)
+    for timestep in pipe.scheduler.timesteps:
+        model_input = torch.cat([latents, latents])
+        t = timestep.to(latents.dtype).expand(model_input.shape[0]) / pipe.scheduler.num_train_timesteps
+        v_cond, v_uncond = model(model_input, t, {"main": context}).chunk(2)
+        latents = pipe.scheduler.step(v_uncond + guidance_scale * (v_cond - v_uncond), timestep, latents).prev_sample
+    return latents
+
+
+def upstream_dense_decode(tokens, geo_decoder, bounds, octree_resolution, num_chunks=DEFAULT_NUM_CHUNKS):
+    """Upstream's dense decoding: all coordinates materialised, chunks of 8000 points, each chunk calling
+    the geometry decoder on the latents (keys and values recomputed per chunk)."""
     axis = grid_axis(bounds, octree_resolution, tokens.device)
     xs, ys, zs = torch.meshgrid(axis, axis, axis, indexing="ij")
     points = torch.stack((xs, ys, zs), dim=-1).reshape(-1, 3).to(geo_decoder.query_proj.weight.dtype)
@@ -119,117 +153,180 @@ def baseline_dense_decode(tokens, geo_decoder, bounds, num_chunks, octree_resolu
     return torch.cat(logits, dim=1).view(tokens.shape[0], n, n, n)
 
 
-def baseline_denoise(pipe, latents, context, steps, guidance_scale):
-    """Upstream's loop: one DiT call per scheduler step, the zero-length last step included."""
-    pipe.scheduler.set_timesteps(steps, device=pipe.device)
-    for timestep in pipe.scheduler.timesteps:
-        model_input = torch.cat([latents, latents])
-        t = timestep.to(latents.dtype).expand(model_input.shape[0]) / pipe.scheduler.num_train_timesteps
-        v_cond, v_uncond = pipe.model(model_input, t, {"main": context}).chunk(2)
-        latents = pipe.scheduler.step(v_uncond + guidance_scale * (v_cond - v_uncond), timestep, latents).prev_sample
-    return latents
+# ------------------------------------------------------------------------------------------ quality
 
 
-def bench_tiny(device: torch.device, dtype: torch.dtype, repeats: int, resolutions: list[int]) -> dict[str, Any]:
-    pipe = Hunyuan3DDiTFlowMatchingPipeline.from_pretrained(MODEL_ROOT, device=device, dtype=dtype)
-    with Image.open(TEST_IMAGE) as opened:
-        image = opened.convert("RGBA")
-    rows: list[dict[str, Any]] = []
+def sign_change_agreement(grid: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    """``(precision, recall)``: share of the points next to a sign change of ``grid`` that lie within one
+    cell of a sign change of ``reference``, and the other way round."""
+    ours = near_surface(torch.from_numpy(grid)[None], 0.0, 0.0)[0]
+    dense = near_surface(torch.from_numpy(reference)[None], 0.0, 0.0)[0]
 
-    def add(stage: str, ours_s: float, baseline_s: float | None = None, note: str = "") -> None:
-        ratio = None if baseline_s is None else baseline_s / ours_s
-        rows.append({"stage": stage, "ours_s": ours_s, "baseline_s": baseline_s, "speedup": ratio, "note": note})
-        logger.info("%-40s ours %.4f s%s", stage, ours_s, "" if ratio is None else f"  baseline {baseline_s:.4f} s"
-                    f"  x{ratio:.2f}")
+    def within_one_cell(mask: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.max_pool3d(mask[None, None].float(), 3, stride=1, padding=1)[0, 0] > 0
 
+    precision = (ours & within_one_cell(dense)).sum().item() / max(1, ours.sum().item())
+    recall = (dense & within_one_cell(ours)).sum().item() / max(1, dense.sum().item())
+    return precision, recall
+
+
+def chamfer_cells(vertices: np.ndarray, reference: np.ndarray, cell: float) -> float:
+    """Symmetric mean nearest-neighbour distance between two vertex sets, in grid cells."""
+    forward = cKDTree(reference).query(vertices)[0].mean()
+    backward = cKDTree(vertices).query(reference)[0].mean()
+    return float((forward + backward) / 2 / cell)
+
+
+def quality(grid: torch.Tensor, dense_grid: np.ndarray, dense_mesh, resolution: int) -> dict[str, Any]:
+    filled = fill_undecoded(grid[0].float().cpu().numpy())
+    (mesh,) = MCSurfaceExtractor()(filled, 0.0, BOX_V, resolution)
+    precision, recall = sign_change_agreement(filled, dense_grid)
+    faces = 0 if mesh is None else len(mesh[1])
+    return {
+        "sign_change_precision": precision,
+        "sign_change_recall": recall,
+        "chamfer_cells": None if mesh is None else chamfer_cells(mesh[0], dense_mesh[0], 2 * BOX_V / resolution),
+        "faces": faces,
+        "faces_vs_dense": faces / max(1, len(dense_mesh[1])) - 1,
+    }
+
+
+# ------------------------------------------------------------------------------------------ runs
+
+
+def bench_denoising(pipe, device: torch.device, dtype: torch.dtype, repeats: int) -> list[dict[str, Any]]:
+    rows = []
+    baseline = upstream_model(pipe.model)
+    generator = torch.Generator().manual_seed(SEED)
+    latents = pipe.prepare_latents(1, generator)
+    context = torch.randn(2, pipe.model.text_len, pipe.model.blocks[0].attn2.to_k.in_features,
+                          generator=generator).to(device=device, dtype=dtype)
+    x, t = torch.cat([latents, latents]), torch.full((2,), 0.5, dtype=dtype, device=device)
     with torch.inference_mode():
-        seconds, processed = timed(lambda: pipe.image_processor(image)["image"], device, repeats)
-        add("preprocess (ImageProcessorV2)", seconds)
-        seconds, context = timed(lambda: pipe.encode_condition(processed, True), device, repeats)
-        add("conditioner (DINOv2, + zeros)", seconds)
-        latents = pipe.prepare_latents(1, torch.Generator().manual_seed(1234))
-        t = torch.full((2,), 0.5, dtype=dtype, device=device)
-        seconds, _ = timed(lambda: pipe.model(torch.cat([latents, latents]), t, {"main": context}), device, repeats)
-        add("DiT forward (CFG batch of 2)", seconds)
-        ours_s, ours_latents = timed(lambda: pipe.denoise(latents, context, STEPS, GUIDANCE_SCALE), device, repeats)
-        base_s, base_latents = timed(lambda: baseline_denoise(pipe, latents, context, STEPS, GUIDANCE_SCALE),
-                                     device, repeats)
-        assert torch.equal(ours_latents, base_latents), "skipping the zero-length step must not change latents"
-        add(f"denoise, {STEPS} steps", ours_s, base_s, f"{STEPS - 1} vs {STEPS} DiT calls, identical latents")
-        seconds, tokens = timed(lambda: pipe.vae(ours_latents * (1.0 / pipe.vae.scale_factor)), device, repeats)
-        add("VAE decode (latents -> tokens)", seconds)
+        ours_v, base_v = pipe.model(x, t, {"main": context}), baseline(x, t, {"main": context})
+        difference = (ours_v.float() - base_v.float()).abs().max().item()
+        ours_s, base_s = interleaved(lambda: pipe.model(x, t, {"main": context}),
+                                     lambda: baseline(x, t, {"main": context}), device, DIT_CALL_REPEATS)
+        rows.append({"stage": "DiT call (CFG batch 2)", "ours_s": ours_s, "baseline_s": base_s,
+                     "speedup": base_s / ours_s, "note": f"fused QKV + grouped MoE vs per-call concat + "
+                     f".nonzero() routing; max velocity difference {difference:.1e}"})
+        ours_s, base_s = interleaved(lambda: pipe.denoise(latents, context, STEPS, GUIDANCE_SCALE),
+                                     lambda: upstream_denoise(pipe, pipe.model, latents, context, STEPS,
+                                                              GUIDANCE_SCALE), device, repeats)
+        same = torch.equal(pipe.denoise(latents, context, STEPS, GUIDANCE_SCALE),
+                           upstream_denoise(pipe, pipe.model, latents, context, STEPS, GUIDANCE_SCALE))
+        cap = STEPS / (STEPS - 1)
+        measured = base_s / ours_s
+        rows.append({"stage": f"denoise {STEPS} steps: skip the zero-length step", "ours_s": ours_s,
+                     "baseline_s": base_s, "speedup": min(measured, cap), "measured_speedup": measured,
+                     "note": f"{STEPS - 1} vs {STEPS} DiT calls, identical latents: {same}; at most "
+                     f"x{cap:.2f} ({'capped, measured' if measured > cap else 'measured'} x{measured:.2f})"})
+        ours_s, base_s = interleaved(lambda: pipe.denoise(latents, context, STEPS, GUIDANCE_SCALE),
+                                     lambda: upstream_denoise(pipe, baseline, latents, context, STEPS,
+                                                              GUIDANCE_SCALE), device, repeats)
+        rows.append({"stage": f"denoise {STEPS} steps, all changes", "ours_s": ours_s, "baseline_s": base_s,
+                     "speedup": base_s / ours_s, "note": "fused QKV, grouped MoE, skipped step vs upstream"})
+    for row in rows:
+        logger.info("%-50s ours %.4f s  baseline %.4f s  x%.2f", row["stage"], row["ours_s"], row["baseline_s"],
+                    row["speedup"])
+    return rows
 
-        memory_rows = []
-        extractor = MCSurfaceExtractor()
+
+def decoders() -> dict[str, Any]:
+    return {"dense": VanillaVolumeDecoder(), "hierarchical": HierarchicalVolumeDecoder(),
+            "flashvdm": FlashVDMVolumeDecoder(),
+            "flashvdm (no KV selection)": FlashVDMVolumeDecoder(adaptive_kv_selection=False)}
+
+
+def bench_decoding(tokens: torch.Tensor, geo_decoder, device: torch.device, resolutions: list[int],
+                   with_quality: bool = True) -> list[dict[str, Any]]:
+    rows = []
+    with torch.inference_mode():
         for resolution in resolutions:
-            def ours(resolution=resolution):
-                return VanillaVolumeDecoder()(tokens, pipe.vae.geo_decoder, 1.01, NUM_CHUNKS, resolution)
-
-            def baseline(resolution=resolution):
-                return baseline_dense_decode(tokens, pipe.vae.geo_decoder, 1.01, NUM_CHUNKS, resolution)
-
-            def hierarchical(band, resolution=resolution):
-                return HierarchicalVolumeDecoder(band=band)(tokens, pipe.vae.geo_decoder, 1.01, NUM_CHUNKS,
-                                                             resolution)
-
-            ours()  # warm-up: first-call allocations of the decoder are not part of the footprint
-            ours_mib, grid = peak_memory_mib(ours, device)
-            base_mib, base_grid = peak_memory_mib(baseline, device)
-            assert torch.equal(grid, base_grid), "chunk-wise coordinates must give the same grid"
+            base_s, base_grid = timed(lambda r=resolution: upstream_dense_decode(tokens, geo_decoder, BOX_V, r),
+                                      device, 1, warmup=False)
+            rows.append({"octree_resolution": resolution, "decoder": "upstream dense (8000/chunk, KV per chunk)",
+                         "seconds": base_s, "speedup": 1.0, "decoded_points": (resolution + 1) ** 3})
+            logger.info("R=%d upstream dense: %.2f s", resolution, base_s)
+            dense_grid = base_grid[0].float().cpu().numpy()
             del base_grid
-            memory_rows.append({"octree_resolution": resolution, "points": (resolution + 1) ** 3,
-                                "grid_mib": 4 * (resolution + 1) ** 3 / 2**20, "ours_peak_mib": ours_mib,
-                                "baseline_peak_mib": base_mib})
-            logger.info("R=%d peak memory: ours %.1f MiB, baseline %.1f MiB", resolution, ours_mib, base_mib)
-            # Volume decoding is long and was warmed up above: time it without another warm-up call.
-            dense_s, _ = timed(ours, device, max(1, repeats // 3), warmup=False)
-            add(f"volume decode dense, R={resolution}", dense_s)
-            if len(HierarchicalVolumeDecoder().levels(resolution)) == 1:
-                logger.info("R=%d is a single hierarchical level (same computation as dense); skipped", resolution)
-            for band, label in ((0.95, "default band 0.95"), (THIN_BAND, f"band {THIN_BAND}")):
-                if len(HierarchicalVolumeDecoder().levels(resolution)) == 1:
-                    break
-                fine_s, fine_grid = timed(lambda band=band: hierarchical(band), device, max(1, repeats // 3),
-                                          warmup=False)
-                same_sign = bool(torch.equal(fine_grid > 0, grid > 0))
-                add(f"volume decode hierarchical ({label}), R={resolution}", fine_s, dense_s,
-                    f"levels {HierarchicalVolumeDecoder().levels(resolution)}, same signs as dense: {same_sign}")
-            seconds, _ = timed(lambda grid=grid, resolution=resolution: extractor(grid, 0.0, 1.01, resolution),
-                               device, max(1, repeats // 3))
-            add(f"marching cubes, R={resolution}", seconds)
-            del grid
-
-        e2e_resolution = min(resolutions)
-        seconds, _ = timed(lambda: pipe(image=image, num_inference_steps=STEPS, guidance_scale=GUIDANCE_SCALE,
-                                        generator=torch.Generator().manual_seed(1234),
-                                        octree_resolution=e2e_resolution), device, repeats)
-        add(f"end to end, {STEPS} steps, R={e2e_resolution}", seconds)
-    return {"stages": rows, "memory": memory_rows}
+            dense_mesh = MCSurfaceExtractor()(dense_grid, 0.0, BOX_V, resolution)[0] if with_quality else None
+            for name, decoder in decoders().items():
+                seconds, grid = timed(lambda d=decoder, r=resolution: d(tokens, geo_decoder, BOX_V, None, r), device,
+                                      1, warmup=False)
+                row = {"octree_resolution": resolution, "decoder": name, "seconds": seconds,
+                       "speedup": base_s / seconds,
+                       "decoded_points": getattr(decoder, "last_decoded_points", None) or (resolution + 1) ** 3}
+                if name == "dense":
+                    row["max_abs_logit_difference"] = float(np.abs(grid[0].float().cpu().numpy() - dense_grid).max())
+                if getattr(decoder, "kv_selection", None) is not None:
+                    row["kv_blocks"] = dict(decoder.kv_selection.stats)
+                if with_quality and dense_mesh is not None:
+                    row.update(quality(grid, dense_grid, dense_mesh, resolution))
+                    row["dense_faces"] = len(dense_mesh[1])
+                logger.info("R=%d %s: %.2f s, x%.2f %s", resolution, name, seconds, row["speedup"],
+                            {k: v for k, v in row.items() if k not in ("octree_resolution", "decoder", "seconds")})
+                rows.append(row)
+                del grid
+    return rows
 
 
-def bench_full_size_blocks(device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
-    """One dense and one MoE block of the full-size DiT on the official shapes (CFG batch of 2)."""
-    params = OFFICIAL_CONFIG["model"]["params"]
-    hidden, tokens = params["hidden_size"], params["input_size"] + 1
+def _random_init(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """Full-size modules built on the meta device and filled with small random weights on ``device``."""
+    module = module.to_empty(device=device).to(dtype)
+    generator = torch.Generator(device=device).manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in module.named_parameters():
+            if name.endswith("bias"):
+                parameter.zero_()
+            elif parameter.ndim == 1:
+                parameter.fill_(1.0)
+            else:
+                parameter.normal_(0.0, parameter.shape[-1] ** -0.5, generator=generator)
+    return module.eval()
+
+
+def bench_full_size(device: torch.device, dtype: torch.dtype, resolutions: list[int], compile_dit: bool
+                    ) -> dict[str, Any]:
+    """Full-size DiT step (CFG batch 2) and full-size VAE volume decoding, random weights."""
     result: dict[str, Any] = {}
-    torch.manual_seed(0)
-    for kind, use_moe in (("dense", False), ("moe", True)):
-        block = DiTBlock(hidden, params["context_dim"], params["num_heads"], mlp_ratio=4.0, qkv_bias=False,
-                         qk_norm=True, skip_connection=True, use_moe=use_moe, num_experts=params["num_experts"],
-                         moe_top_k=params["moe_top_k"]).to(device=device, dtype=dtype).eval()
-        x = torch.randn(2, tokens, hidden, device=device, dtype=dtype)
-        skip = torch.randn_like(x)
-        context = torch.randn(2, params["text_len"], params["context_dim"], device=device, dtype=dtype)
-        with torch.inference_mode():
-            seconds, _ = timed(lambda block=block, x=x, skip=skip, context=context: block(x, context, skip), device, 1,
-                               warmup=False)
-        result[f"{kind}_block_s"] = seconds
-        logger.info("full-size %s block: %.2f s", kind, seconds)
-        del block
-    moe_layers = params["num_moe_layers"]
-    result["dit_forward_estimate_s"] = (params["depth"] - moe_layers) * result["dense_block_s"] + moe_layers * result[
-        "moe_block_s"]
+    with torch.device("meta"):
+        model = HunYuanDiTPlain(**OFFICIAL_CONFIG["model"]["params"])
+    model = _random_init(model, device, dtype).fuse_weights()
+    if compile_dit:
+        model.compile(mode="reduce-overhead" if device.type == "cuda" else "default", dynamic=False)
+    params = OFFICIAL_CONFIG["model"]["params"]
+    x = torch.randn(2, params["input_size"], params["in_channels"], device=device, dtype=dtype)
+    context = torch.randn(2, params["text_len"], params["context_dim"], device=device, dtype=dtype)
+    t = torch.full((2,), 0.5, device=device, dtype=dtype)
+    with torch.inference_mode():
+        seconds, _ = timed(lambda m=model: m(x, t, {"main": context}), device, 3)
+    result["dit_step_s"] = seconds
+    result["denoise_5_steps_s"] = 4 * seconds
+    logger.info("full-size DiT step: %.3f s", seconds)
+    del model
+    with torch.device("meta"):
+        vae = ShapeVAE(**OFFICIAL_CONFIG["vae"]["params"])
+    vae = _random_init(vae, device, dtype)
+    with torch.inference_mode():
+        latents = torch.randn(1, vae.num_latents, vae.embed_dim, device=device, dtype=dtype)
+        seconds, tokens = timed(lambda: vae(latents), device, 1)
+        result["vae_transformer_s"] = seconds
+        result["decoding"] = bench_decoding(tokens, vae.geo_decoder, device, resolutions, with_quality=False)
     return result
+
+
+def stage_rows(denoising: list[dict[str, Any]], decoding: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Flat ``{"stage", "ours_s", "baseline_s", "speedup"}`` rows, the layout ``benchmarks/capacity.py`` reads
+    (``"volume decode dense, R=256"``: its R exponent is fitted from the dense rows)."""
+    rows = [{key: row[key] for key in ("stage", "ours_s", "baseline_s", "speedup")} for row in denoising]
+    upstream = {row["octree_resolution"]: row["seconds"] for row in decoding if row["decoder"].startswith("upstream")}
+    for row in decoding:
+        if not row["decoder"].startswith("upstream"):
+            resolution = row["octree_resolution"]
+            rows.append({"stage": f"volume decode {row['decoder']}, R={resolution}", "ours_s": row["seconds"],
+                         "baseline_s": upstream.get(resolution), "speedup": row["speedup"]})
+    return rows
 
 
 def _markdown(report: dict[str, Any]) -> str:
@@ -238,27 +335,43 @@ def _markdown(report: dict[str, Any]) -> str:
         "# Shape stage benchmark",
         "",
         f"Device {env['device']}, dtype {env['dtype']}, torch {env['torch']}, {env['threads']} CPU thread(s), "
-        f"{env['platform']}. Tiny checkpoint (`tests/data/shape/model`), median of {env['repeats']} runs "
-        "(volume decoding and full-size blocks: one run).",
+        f"{env['platform']}; times are {env['clock']}. Tiny checkpoint (`tests/data/shape/model`). Baselines are upstream's algorithms "
+        "in the same process, same inputs, same threads (see the script's docstring). Denoising: median of "
+        f"{env['repeats']} interleaved runs; volume decoding: one run each.",
         "",
-        "| stage | ours (s) | baseline (s) | speed-up | note |",
+        "## Denoising",
+        "",
+        "| stage | ours (s) | upstream (s) | speed-up | note |",
         "| --- | ---: | ---: | ---: | --- |",
     ]
-    for row in report["tiny"]["stages"]:
-        baseline = "" if row["baseline_s"] is None else f"{row['baseline_s']:.4f}"
-        speedup = "" if row["speedup"] is None else f"x{row['speedup']:.2f}"
-        lines.append(f"| {row['stage']} | {row['ours_s']:.4f} | {baseline} | {speedup} | {row['note']} |")
-    lines += ["", "Peak memory of dense volume decoding above the level before the call (tiny model):", "",
-              "| R | points | output grid (MiB) | ours peak (MiB) | baseline peak (MiB) |",
-              "| ---: | ---: | ---: | ---: | ---: |"]
-    for row in report["tiny"]["memory"]:
-        lines.append(f"| {row['octree_resolution']} | {row['points']:,} | {row['grid_mib']:.1f} | "
-                     f"{row['ours_peak_mib']:.1f} | {row['baseline_peak_mib']:.1f} |")
+    for row in report["tiny"]["denoising"]:
+        lines.append(f"| {row['stage']} | {row['ours_s']:.4f} | {row['baseline_s']:.4f} | x{row['speedup']:.2f} | "
+                     f"{row['note']} |")
+    lines += ["", "## Volume decoding", "",
+              "Agreement with the dense grid: share of the points next to a sign change that lie within one "
+              "cell of a dense sign change (ours -> dense / dense -> ours), symmetric mean Chamfer distance "
+              "between the mesh vertices in grid cells, faces against the dense mesh.", "",
+              "| R | decoder | seconds | speed-up vs upstream | decoded points | sign changes within 1 cell | "
+              "Chamfer (cells) | faces (vs dense) |",
+              "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for row in report["tiny"]["decoding"]:
+        agreement = chamfer = faces = ""
+        if "sign_change_precision" in row:
+            agreement = f"{row['sign_change_precision']:.4f} / {row['sign_change_recall']:.4f}"
+            chamfer = "" if row["chamfer_cells"] is None else f"{row['chamfer_cells']:.3f}"
+            faces = f"{row['faces']:,} ({100 * row['faces_vs_dense']:+.2f} %)"
+        lines.append(f"| {row['octree_resolution']} | {row['decoder']} | {row['seconds']:.2f} | "
+                     f"x{row['speedup']:.1f} | {row['decoded_points']:,} | {agreement} | {chamfer} | {faces} |")
     if "full_size" in report:
         full = report["full_size"]
-        lines += ["", "Full-size DiT (official shapes, random weights, CFG batch 2, 4097 tokens):", "",
-                  f"* dense block {full['dense_block_s']:.2f} s, MoE block {full['moe_block_s']:.2f} s",
-                  f"* one DiT call (15 dense + 6 MoE blocks), estimated: {full['dit_forward_estimate_s']:.1f} s"]
+        lines += ["", "## Full size (random weights)", "",
+                  f"* DiT step (CFG batch 2, 4097 tokens): {full['dit_step_s']:.3f} s; 5 steps (4 calls): "
+                  f"{full['denoise_5_steps_s']:.2f} s", f"* VAE transformer: {full['vae_transformer_s']:.3f} s", "",
+                  "| R | decoder | seconds | speed-up vs upstream | decoded points |",
+                  "| ---: | --- | ---: | ---: | ---: |"]
+        for row in full["decoding"]:
+            lines.append(f"| {row['octree_resolution']} | {row['decoder']} | {row['seconds']:.3f} | "
+                         f"x{row['speedup']:.1f} | {row['decoded_points']:,} |")
     return "\n".join(lines) + "\n"
 
 
@@ -267,9 +380,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--resolutions", type=int, nargs="+", default=[64, 128, 192, 256])
-    parser.add_argument("--full-size-block", action="store_true")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--resolutions", type=int, nargs="+", default=[256, 384])
+    parser.add_argument("--full-size", action="store_true", help="also time the full-size DiT and VAE (GPU)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the full-size DiT")
+    parser.add_argument("--skip-tiny", action="store_true")
+    parser.add_argument("--output", default="bench_shape", help="file stem under benchmarks/results/")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:
@@ -278,15 +394,29 @@ def main() -> None:
     report: dict[str, Any] = {
         "environment": {"device": str(device), "dtype": args.dtype, "torch": torch.__version__,
                         "threads": torch.get_num_threads(), "platform": platform.platform(),
-                        "repeats": args.repeats, "numpy": np.__version__},
-        "tiny": bench_tiny(device, dtype, args.repeats, args.resolutions),
+                        "repeats": args.repeats, "numpy": np.__version__,
+                        "clock": "wall seconds" if device.type == "cuda" else "CPU seconds of the process",
+                        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
     }
-    if args.full_size_block:
-        report["full_size"] = bench_full_size_blocks(device, dtype)
+    if not args.skip_tiny:
+        pipe = Hunyuan3DDiTFlowMatchingPipeline.from_pretrained(MODEL_ROOT, device=device, dtype=dtype)
+        denoising = bench_denoising(pipe, device, dtype, args.repeats)
+        with Image.open(TEST_IMAGE) as opened:
+            image = opened.convert("RGBA")
+        with torch.inference_mode():
+            (latents,) = pipe(image=image, num_inference_steps=STEPS, guidance_scale=GUIDANCE_SCALE,
+                              generator=torch.Generator().manual_seed(SEED), output_type="latent")
+            tokens = pipe.vae(latents[None] * (1.0 / pipe.vae.scale_factor))
+        decoding = bench_decoding(tokens, pipe.vae.geo_decoder, device, args.resolutions)
+        report["tiny"] = {"denoising": denoising, "decoding": decoding, "stages": stage_rows(denoising, decoding)}
+    else:
+        report["tiny"] = {"denoising": [], "decoding": [], "stages": []}
+    if args.full_size:
+        report["full_size"] = bench_full_size(device, dtype, args.resolutions, args.compile)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "bench_shape.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS_DIR / "bench_shape.md").write_text(_markdown(report))
-    logger.info("wrote %s and %s", RESULTS_DIR / "bench_shape.json", RESULTS_DIR / "bench_shape.md")
+    (RESULTS_DIR / f"{args.output}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS_DIR / f"{args.output}.md").write_text(_markdown(report))
+    logger.info("wrote %s and %s", RESULTS_DIR / f"{args.output}.json", RESULTS_DIR / f"{args.output}.md")
 
 
 if __name__ == "__main__":

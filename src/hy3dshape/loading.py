@@ -6,8 +6,11 @@
 * Weights: ``model.fp16.ckpt`` (``torch.load(weights_only=True)``: a dict with exactly ``model``,
   ``vae``, ``conditioner``) or ``model.fp16.safetensors`` (flat, ``<part>.<key>``, split at the first
   dot). Each part is loaded strictly into a module built on the ``meta`` device (see
-  ``hy3dshape.state_dicts``); the VAE's encoder keys (``encoder.*``, ``pre_kl.*``) may be present or
-  absent. A missing ``conditioner`` entry is an error (upstream keeps a random DINOv2 silently).
+  ``hy3dcore.loading``); the VAE's encoder keys (``encoder.*``, ``pre_kl.*``) may be present or
+  absent; the conditioner's DINOv2 keys are read through ``CHECKPOINT_KEY_MAPS`` (transformers 4.x
+  names in the file). A missing ``conditioner`` entry is an error (upstream keeps a random DINOv2 silently).
+* Every failure is a ``hy3dcore.loading.WeightsError`` (``ConfigError`` for ``config.yaml``) naming
+  the folder, file, entry or key.
 """
 
 from __future__ import annotations
@@ -20,21 +23,28 @@ from typing import Any
 
 import torch
 import yaml
+from torch import nn
 
+from hy3dcore.layout import SHAPE_CONFIG_FILE, SHAPE_SUBFOLDER
+from hy3dcore.loading import KeyMap, WeightsError, assign_state_dict, checkpoint_shapes, load_weights
+from hy3dshape.models.conditioner import CHECKPOINT_KEY_MAP as CONDITIONER_KEY_MAP
 from hy3dshape.models.conditioner import SingleImageEncoder
 from hy3dshape.models.dit import HunYuanDiTPlain
 from hy3dshape.models.vae import ENCODER_KEY_PREFIXES, ShapeVAE
 from hy3dshape.preprocessors import ImageProcessorV2
 from hy3dshape.schedulers import FlowMatchEulerDiscreteScheduler
-from hy3dshape.state_dicts import CheckpointError, load_state_dict_strict
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.yaml"
-DEFAULT_SUBFOLDER = "hunyuan3d-dit-v2-1"
+CONFIG_FILE = SHAPE_CONFIG_FILE
+DEFAULT_SUBFOLDER = SHAPE_SUBFOLDER
 DEFAULT_VARIANT = "fp16"
 #: Entries of the weights file, in the order they are loaded.
 CHECKPOINT_PARTS = ("model", "vae", "conditioner")
+#: Parts whose module names differ from the file's (transformers 5 vs the checkpoint's 4.x DINOv2 names).
+CHECKPOINT_KEY_MAPS: dict[str, KeyMap] = {"conditioner": CONDITIONER_KEY_MAP}
+#: Keys of a part that may be present or absent in the file (the VAE's unused point-cloud encoder).
+OPTIONAL_KEY_PREFIXES: dict[str, tuple[str, ...]] = {"vae": ENCODER_KEY_PREFIXES}
 #: Sections of ``config.yaml`` that must be present.
 REQUIRED_SECTIONS = ("model", "vae", "conditioner", "scheduler", "image_processor")
 
@@ -49,7 +59,7 @@ TARGETS: dict[str, tuple[str, type | None]] = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(WeightsError):
     """A ``config.yaml`` that does not describe a supported Hunyuan3D-2.1 shape model."""
 
 
@@ -62,28 +72,28 @@ def weights_filename(use_safetensors: bool = False, variant: str | None = DEFAUL
 def resolve_model_folder(model_path: str | Path, subfolder: str | None = DEFAULT_SUBFOLDER) -> Path:
     """``<model_path>/<subfolder>``, which must be an existing local folder (no hub access, ever).
 
-    Raises ``FileNotFoundError`` naming the folder that is missing.
+    Raises ``WeightsError`` naming the folder that is missing.
     """
     root = Path(model_path).expanduser()
     folder = root / subfolder if subfolder else root
     if not root.is_dir():
-        raise FileNotFoundError(
+        raise WeightsError(
             f"model folder {root} does not exist; download the weights there first "
             f"(e.g. tencent/Hunyuan3D-2.1 with its {DEFAULT_SUBFOLDER}/ folder). Nothing is downloaded at run time."
         )
     if not folder.is_dir():
-        raise FileNotFoundError(f"model folder {root} has no subfolder {subfolder!r} (looked for {folder})")
+        raise WeightsError(f"model folder {root} has no subfolder {subfolder!r} (looked for {folder})")
     return folder
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
     """Parse and check ``config.yaml``: every required section with a known ``target`` for that section.
 
-    Raises ``FileNotFoundError`` or ``ConfigError`` naming the file and the offending entry.
+    Raises ``WeightsError`` (missing file) or ``ConfigError`` naming the file and the offending entry.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"missing {path.name} in {path.parent}")
+        raise WeightsError(f"missing {path.name} in {path.parent}")
     with open(path, encoding="utf-8") as handle:
         config = yaml.safe_load(handle)
     if not isinstance(config, Mapping):
@@ -129,47 +139,39 @@ def build_component(config: Mapping[str, Any], section: str, source: str = CONFI
 def read_weights(path: str | Path) -> dict[str, dict[str, torch.Tensor]]:
     """Read a ``.ckpt`` or ``.safetensors`` weights file into ``{part: state_dict}`` for the three parts.
 
-    Raises ``FileNotFoundError`` or ``CheckpointError`` naming the file and the first offending entry.
+    Raises ``WeightsError`` naming the file and the first offending entry.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"missing weights file {path.name} in {path.parent}")
+    if path.suffix not in (".ckpt", ".safetensors"):
+        raise WeightsError(f"{path.name}: unsupported weights format; expected .ckpt or .safetensors")
+    loaded = load_weights(path)
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         parts: dict[str, dict[str, torch.Tensor]] = {part: {} for part in CHECKPOINT_PARTS}
-        for key, tensor in load_file(str(path)).items():
+        for key, tensor in loaded.items():
             part, dot, name = key.partition(".")
             if not dot or part not in parts:
-                raise CheckpointError(
+                raise WeightsError(
                     f"{path.name}: key {key!r} does not start with one of {[p + '.' for p in CHECKPOINT_PARTS]}"
                 )
             parts[part][name] = tensor
         for part, state_dict in parts.items():
             if not state_dict:
-                raise CheckpointError(f"{path.name}: no '{part}.*' keys; the file must hold {list(CHECKPOINT_PARTS)}")
+                raise WeightsError(f"{path.name}: no '{part}.*' keys; the file must hold {list(CHECKPOINT_PARTS)}")
         return parts
-    if path.suffix != ".ckpt":
-        raise CheckpointError(f"{path.name}: unsupported weights format; expected .ckpt or .safetensors")
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as error:
-        if "mmap" not in str(error):
-            raise CheckpointError(f"{path.name}: cannot be read as a weights-only torch file: {error}") from error
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # unpickling errors name the offending global
-        raise CheckpointError(f"{path.name}: cannot be read as a weights-only torch file: {error}") from error
-    if not isinstance(loaded, dict):
-        raise CheckpointError(f"{path.name}: expected a dict with {list(CHECKPOINT_PARTS)}, got {type(loaded).__name__}")
     for part in CHECKPOINT_PARTS:
         if part not in loaded:
-            raise CheckpointError(f"{path.name}: missing entry {part!r}; the file must hold {list(CHECKPOINT_PARTS)}")
+            raise WeightsError(f"{path.name}: missing entry {part!r}; the file must hold {list(CHECKPOINT_PARTS)}")
         if not isinstance(loaded[part], dict):
-            raise CheckpointError(f"{path.name}: entry {part!r} is a {type(loaded[part]).__name__}, not a state dict")
+            raise WeightsError(f"{path.name}: entry {part!r} is a {type(loaded[part]).__name__}, not a state dict")
     unexpected = sorted(set(loaded) - set(CHECKPOINT_PARTS))
     if unexpected:
-        raise CheckpointError(f"{path.name}: unexpected entry {unexpected[0]!r}; allowed: {list(CHECKPOINT_PARTS)}")
+        raise WeightsError(f"{path.name}: unexpected entry {unexpected[0]!r}; allowed: {list(CHECKPOINT_PARTS)}")
     return {part: loaded[part] for part in CHECKPOINT_PARTS}
+
+
+def part_checkpoint_shapes(part: str, module: nn.Module) -> dict[str, tuple[int, ...]]:
+    """The keys (as named in the official file) and shapes of ``module`` as checkpoint part ``part``."""
+    return checkpoint_shapes(module, CHECKPOINT_KEY_MAPS.get(part))
 
 
 def load_components(
@@ -183,7 +185,8 @@ def load_components(
     """Build every component of the folder and load its weights once, strictly.
 
     Returns ``{"model", "vae", "conditioner", "scheduler", "image_processor"}``; the networks are in
-    eval mode on ``device`` in ``dtype``. Raises ``FileNotFoundError``, ``ConfigError``, ``CheckpointError``.
+    eval mode without gradients on ``device`` in ``dtype``. Raises ``WeightsError`` (``ConfigError``
+    for ``config.yaml``) naming the missing file or the first offending entry or key.
     """
     folder = Path(folder)
     config_path = folder / CONFIG_FILE
@@ -191,20 +194,21 @@ def load_components(
     weights_path = folder / weights_filename(use_safetensors, variant)
     if not weights_path.is_file():
         present = sorted(p.name for p in folder.glob("model*"))
-        raise FileNotFoundError(f"missing weights file {weights_path.name} in {folder} (found: {present or 'none'})")
+        raise WeightsError(f"missing weights file {weights_path.name} in {folder} (found: {present or 'none'})")
     with torch.device("meta"):
         networks = {part: build_component(config, part, str(config_path)) for part in CHECKPOINT_PARTS}
     weights = read_weights(weights_path)
     for part in CHECKPOINT_PARTS:
-        ignore = ENCODER_KEY_PREFIXES if part == "vae" else ()
-        load_state_dict_strict(
+        assign_state_dict(
             networks[part],
             weights.pop(part),
-            source=f"{weights_path.name} [{part}]",
+            f"{weights_path.name} [{part}]",
             device=device,
             dtype=dtype,
-            ignore_prefixes=ignore,
+            ignore_prefixes=OPTIONAL_KEY_PREFIXES.get(part, ()),
+            key_map=CHECKPOINT_KEY_MAPS.get(part),
         )
+        networks[part].requires_grad_(False).eval()
     logger.info("loaded %s (%s on %s)", weights_path, dtype, device)
     return {
         **networks,

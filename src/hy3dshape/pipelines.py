@@ -5,6 +5,15 @@ Stages, each reachable as an attribute so it can be run alone: ``image_processor
 guidance), ``vae`` (latents -> tokens; ``vae.geo_decoder`` -> occupancy), ``vae.volume_decoder``
 (logit grid) and ``vae.surface_extractor`` (marching cubes).
 
+Speed (docs/shape.md): the DiT's attention projections are fused and its MoE experts stacked once at
+load (``model.fuse_weights()``), the zero-length last sampler step is skipped, ``compile=True`` (or
+``compile_model()``) compiles the DiT with ``torch.compile``, and ``set_volume_decoder("flashvdm")`` /
+``enable_flashvdm()`` switch from the dense grid (default, the parity reference) to FlashVDM decoding.
+
+Progress: ``pipe(..., callback=fn)`` calls ``fn(phase, done, total)`` with ``"shape:denoise"`` once per
+sampler step (``done = i + 1``, ``total = num_inference_steps``) and ``"shape:decode"`` once per decoding
+chunk or level; an exception raised by ``fn`` (e.g. a cancellation) propagates.
+
 Seeds: the initial noise is drawn on the CPU from the given ``torch.Generator`` (a CUDA generator
 draws on its device), in the pipeline dtype, then moved to the model's device, so a seed gives the
 same shape as upstream's app on any GPU. Without a generator the noise comes from torch's global CPU
@@ -16,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,10 +41,11 @@ from hy3dshape.models.vae import ShapeVAE
 from hy3dshape.preprocessors import ImageInput, ImageProcessorV2
 from hy3dshape.schedulers import FlowMatchEulerDiscreteScheduler
 from hy3dshape.volume_decoders import (
-    DEFAULT_NUM_CHUNKS,
     MAX_OCTREE_RESOLUTION,
     MIN_OCTREE_RESOLUTION,
     VOLUME_DECODERS,
+    FlashVDMVolumeDecoder,
+    ProgressCallback,
 )
 
 logger = logging.getLogger(__name__)
@@ -49,6 +59,12 @@ DEFAULT_MC_LEVEL = 0.0
 #: Largest number of images in one call.
 MAX_BATCH_SIZE = 64
 OUTPUT_TYPES = ("trimesh", "mesh", "latent")
+#: Surface extraction algorithms of ``enable_flashvdm(mc_algo=...)`` (upstream's ``dmc`` needs CUDA ``diso``).
+MC_ALGOS = ("mc",)
+#: Phase name of the progress callback for the sampler steps.
+DENOISE_PHASE = "shape:denoise"
+#: ``torch.compile`` mode of ``compile_model()`` per device type (CUDA graphs on CUDA).
+COMPILE_MODES = {"cuda": "reduce-overhead", "cpu": "default"}
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
@@ -100,13 +116,15 @@ class Hunyuan3DDiTFlowMatchingPipeline:
         dtype: torch.dtype | None = None,
         use_safetensors: bool = False,
         variant: str | None = DEFAULT_VARIANT,
+        compile: bool = False,
     ) -> Hunyuan3DDiTFlowMatchingPipeline:
         """Load ``<model_path>/<subfolder>/config.yaml`` and ``model.<variant>.{ckpt|safetensors}``.
 
         ``model_path`` is a local folder; nothing is downloaded. ``device`` defaults to CUDA when
         available, else CPU; ``dtype`` defaults to float16 on CUDA and float32 on CPU. The three networks
-        are loaded strictly (see ``hy3dshape.loading``), cast to ``dtype`` once, and put in eval mode.
-        Raises ``FileNotFoundError`` naming the missing folder or file, ``ConfigError``, ``CheckpointError``.
+        are loaded strictly (see ``hy3dshape.loading``), cast to ``dtype`` once, and put in eval mode;
+        the DiT's weights are then fused for inference (``fuse_weights``, same keys and values).
+        ``compile=True`` also compiles the DiT (``compile_model``). Raises ``hy3dcore.loading.WeightsError`` naming the missing folder, file or key (``ConfigError``, a subclass, for the config).
         """
         device = torch.device(device) if device is not None else _default_device()
         if dtype is None:
@@ -114,7 +132,21 @@ class Hunyuan3DDiTFlowMatchingPipeline:
         dtype = _check_dtype(dtype)
         folder = resolve_model_folder(model_path, subfolder)
         components = load_components(folder, device=device, dtype=dtype, use_safetensors=use_safetensors, variant=variant)
-        return cls(**components, device=device, dtype=dtype)
+        components["model"].fuse_weights()
+        pipe = cls(**components, device=device, dtype=dtype)
+        if compile:
+            pipe.compile_model()
+        return pipe
+
+    def compile_model(self, mode: str | None = None) -> None:
+        """Compile the DiT in place with ``torch.compile`` (``COMPILE_MODES`` by device unless ``mode``).
+
+        The first denoising steps are slow while it compiles; later ones are faster on CUDA. The module
+        keeps its type, parameters and hooks.
+        """
+        mode = mode or COMPILE_MODES.get(self.device.type, "default")
+        logger.info("compiling the DiT with torch.compile (mode %s)", mode)
+        self.model.compile(mode=mode, dynamic=False)
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Hunyuan3DDiTFlowMatchingPipeline:
         """Move (and optionally cast) the three networks; returns ``self``."""
@@ -127,8 +159,10 @@ class Hunyuan3DDiTFlowMatchingPipeline:
         return self
 
     def set_volume_decoder(self, volume_decoder: str | Any) -> None:
-        """Choose the volume decoding: ``"dense"`` (default, as upstream), ``"hierarchical"`` (coarse to
-        fine, faster, approximately equal mesh) or a decoder object with the same call signature."""
+        """Choose the volume decoding: ``"dense"`` (default, as upstream; the parity reference),
+        ``"hierarchical"`` (upstream's coarse to fine), ``"flashvdm"`` (coarse to fine with a scale-free
+        refinement test and adaptive key/value selection, as ``enable_flashvdm()``) or a decoder object
+        with the same call signature. Raises ``ValueError`` for an unknown name."""
         if isinstance(volume_decoder, str):
             if volume_decoder not in VOLUME_DECODERS:
                 raise ValueError(f"unknown volume decoder {volume_decoder!r}; allowed: {sorted(VOLUME_DECODERS)}")
@@ -136,6 +170,25 @@ class Hunyuan3DDiTFlowMatchingPipeline:
         elif not callable(volume_decoder):
             raise TypeError(f"volume_decoder must be a name or a callable, got {type(volume_decoder).__name__}")
         self.vae.volume_decoder = volume_decoder
+
+    def enable_flashvdm(
+        self,
+        enabled: bool = True,
+        adaptive_kv_selection: bool = True,
+        topk_mode: str = "mean",
+        mc_algo: str = "mc",
+    ) -> None:
+        """Upstream's switch: FlashVDM volume decoding (``FlashVDMVolumeDecoder``) when ``enabled``, else
+        the dense decoder. ``topk_mode``: ``"mean"`` or ``"merge"`` (see ``KVSelection``); ``mc_algo``: only
+        ``"mc"`` (marching cubes; NaN cells of the sparse grid are filled by the surface extractor).
+        Raises ``ValueError`` for an unsupported ``topk_mode`` or ``mc_algo``."""
+        if mc_algo not in MC_ALGOS:
+            raise ValueError(f"mc_algo must be one of {list(MC_ALGOS)} (dmc needs CUDA diso), got {mc_algo!r}")
+        if not enabled:
+            self.set_volume_decoder("dense")
+            return
+        self.set_volume_decoder(FlashVDMVolumeDecoder(adaptive_kv_selection=adaptive_kv_selection,
+                                                      topk_mode=topk_mode))
 
     # ------------------------------------------------------------------ stages
 
@@ -162,17 +215,21 @@ class Hunyuan3DDiTFlowMatchingPipeline:
             noise = torch.randn((batch_size, *shape), generator=generator, device=rand_device, dtype=self.dtype)
         return noise.to(self.device)
 
-    def denoise(self, latents: torch.Tensor, context: torch.Tensor, num_inference_steps: int, guidance_scale: float) -> torch.Tensor:
+    def denoise(self, latents: torch.Tensor, context: torch.Tensor, num_inference_steps: int, guidance_scale: float,
+                callback: ProgressCallback | None = None) -> torch.Tensor:
         """Flow-matching Euler sampling with classifier-free guidance (on whenever ``guidance_scale >= 0``).
 
         The last step of the schedule has zero length, so its model call is skipped (upstream makes it
-        and multiplies the result by 0; the latents are identical).
+        and multiplies the result by 0; the latents are identical): at most ``1 / steps`` of the calls.
+        ``callback("shape:denoise", i + 1, steps)`` after every step, the skipped one included.
         """
         do_cfg = guidance_scale >= 0
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         for index, timestep in enumerate(self.scheduler.timesteps):
             if self.scheduler.step_size() == 0.0:
                 latents = self.scheduler.skip_step(latents).prev_sample
+                if callback is not None:
+                    callback(DENOISE_PHASE, index + 1, num_inference_steps)
                 continue
             model_input = torch.cat([latents, latents]) if do_cfg else latents
             # As upstream: cast the scheduler timestep to the latent dtype, then divide.
@@ -183,12 +240,16 @@ class Hunyuan3DDiTFlowMatchingPipeline:
                 velocity = v_uncond + guidance_scale * (v_cond - v_uncond)
             latents = self.scheduler.step(velocity, timestep, latents).prev_sample
             logger.debug("denoising step %d/%d done", index + 1, num_inference_steps)
+            if callback is not None:
+                callback(DENOISE_PHASE, index + 1, num_inference_steps)
         return latents
 
     def decode_volume(
-        self, latents: torch.Tensor, box_v: float, octree_resolution: int, num_chunks: int, mc_level: float
+        self, latents: torch.Tensor, box_v: float, octree_resolution: int, num_chunks: int | None, mc_level: float,
+        callback: ProgressCallback | None = None,
     ) -> torch.Tensor:
-        """Latents -> float32 logit grid ``[B, R + 1, R + 1, R + 1]`` via ``vae`` and ``vae.volume_decoder``."""
+        """Latents -> float32 logit grid ``[B, R + 1, R + 1, R + 1]`` via ``vae`` and ``vae.volume_decoder``
+        (FlashVDM leaves NaN where nothing was decoded). ``num_chunks=None``: chunk size by device."""
         tokens = self.vae(latents * (1.0 / self.vae.scale_factor))  # upstream multiplies by the reciprocal
         return self.vae.volume_decoder(
             tokens,
@@ -197,6 +258,7 @@ class Hunyuan3DDiTFlowMatchingPipeline:
             num_chunks=num_chunks,
             octree_resolution=octree_resolution,
             mc_level=mc_level,
+            **({} if callback is None else {"callback": callback}),
         )
 
     # ------------------------------------------------------------------ call
@@ -211,16 +273,19 @@ class Hunyuan3DDiTFlowMatchingPipeline:
         box_v: float = DEFAULT_BOX_V,
         octree_resolution: int = DEFAULT_OCTREE_RESOLUTION,
         mc_level: float = DEFAULT_MC_LEVEL,
-        num_chunks: int = DEFAULT_NUM_CHUNKS,
+        num_chunks: int | None = None,
         output_type: str = "trimesh",
         enable_pbar: bool = False,
+        callback: Callable[[str, int, int], None] | None = None,
     ) -> list[Any]:
         """Generate one result per image.
 
         ``image``: PIL image (RGBA: alpha is the object mask; RGB: the whole frame), uint8 array, path,
         or a list of those. ``output_type``: ``"trimesh"`` -> ``trimesh.Trimesh`` (``None`` where surface
         extraction failed), ``"mesh"`` -> ``Latent2MeshOutput`` (or ``None``), ``"latent"`` -> latents
-        ``[num_latents, embed_dim]`` tensors. ``enable_pbar`` logs progress at INFO.
+        ``[num_latents, embed_dim]`` tensors. ``enable_pbar`` logs progress at INFO. ``num_chunks``: query
+        points per geometry-decoder call (``None``, the default: chosen by device and memory budget;
+        upstream's fixed default was 8000). ``callback(phase, done, total)``: see the module docstring.
         Raises ``ValueError`` naming the argument that is out of range.
         """
         images = list(image) if isinstance(image, (list, tuple)) else [image]
@@ -232,11 +297,12 @@ class Hunyuan3DDiTFlowMatchingPipeline:
         context = self.encode_condition(processed, do_classifier_free_guidance=guidance_scale >= 0)
         latents = self.prepare_latents(len(images), generator)
         log("conditioning done in %.2f s", time.perf_counter() - started)
-        latents = self.denoise(latents, context, num_inference_steps, float(guidance_scale))
+        latents = self.denoise(latents, context, num_inference_steps, float(guidance_scale), callback)
         log("denoising (%d steps) done in %.2f s", num_inference_steps, time.perf_counter() - started)
         if output_type == "latent":
             return list(latents)
-        grid = self.decode_volume(latents, float(box_v), int(octree_resolution), int(num_chunks), float(mc_level))
+        grid = self.decode_volume(latents, float(box_v), int(octree_resolution),
+                                  None if num_chunks is None else int(num_chunks), float(mc_level), callback)
         log("volume decoding at R=%d done in %.2f s", octree_resolution, time.perf_counter() - started)
         meshes = self.vae.surface_extractor(grid, float(mc_level), float(box_v), int(octree_resolution))
         log("surface extraction done in %.2f s", time.perf_counter() - started)
@@ -276,7 +342,9 @@ class Hunyuan3DDiTFlowMatchingPipeline:
             )
         if not is_number(mc_level):
             raise ValueError(f"mc_level must be a finite number, got {mc_level!r}")
-        if not is_int(num_chunks) or num_chunks < 1:
-            raise ValueError(f"num_chunks must be a positive integer (query points per decoder call), got {num_chunks!r}")
+        if num_chunks is not None and (not is_int(num_chunks) or num_chunks < 1):
+            raise ValueError(
+                f"num_chunks must be a positive integer (query points per decoder call) or None, got {num_chunks!r}"
+            )
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {list(OUTPUT_TYPES)}, got {output_type!r}")

@@ -2,10 +2,11 @@
 
 Two methods, chosen once at construction and reported in ``remover.method`` and in the log:
 
-* ``"rembg"``: the ``rembg`` package with a u2net ONNX model file that is already on disk (as the
-  official app, which uses rembg's default u2net session). The file is ``HY3D_REMBG_MODEL`` (a
-  path to an ``.onnx`` file) or ``$U2NET_HOME/u2net.onnx``; nothing is ever downloaded. rembg is
-  imported lazily and is not a dependency of this project.
+* ``"rembg"``: the ``rembg`` package (a pinned dependency) running a u2net ONNX model file that is
+  already on disk through onnxruntime (as the official app, which uses rembg's default u2net
+  session: same 320 x 320 input and normalisation). The file is ``HY3D_REMBG_MODEL`` (a path to an
+  ``.onnx`` file) or ``$U2NET_HOME/u2net.onnx``; nothing is ever downloaded. onnxruntime runs it on
+  CUDA when ``onnxruntime-gpu`` is installed and a GPU is visible (the image), else on the CPU.
 * ``"classical"`` (fallback, for plain backgrounds): the background colour is the median of a thin
   band along the image border; pixels within ``BACKGROUND_COLOR_DISTANCE`` (CIELAB delta E) of
   it *and connected to the border* are background, so interior pixels of a similar colour
@@ -59,19 +60,28 @@ EDGE_SOFTEN_KERNEL_PX = 3
 
 def rembg_model_path() -> Path | None:
     """The local u2net model file named by ``HY3D_REMBG_MODEL`` or ``U2NET_HOME``, if it exists."""
+    path, reason = _locate_model()
+    if path is None and os.environ.get(MODEL_PATH_ENV):
+        logger.warning("%s; rembg will not be used", reason)
+    return path
+
+
+def _locate_model() -> tuple[Path | None, str]:
+    """``(model file, "")`` or ``(None, why not)``, the reason naming the path that was looked for."""
     explicit = os.environ.get(MODEL_PATH_ENV)
     if explicit:
         path = Path(explicit).expanduser()
         if path.is_file():
-            return path
-        logger.warning("%s=%s is not a file; rembg will not be used", MODEL_PATH_ENV, explicit)
-        return None
+            return path, ""
+        return None, f"{MODEL_PATH_ENV}={explicit} is not a file"
     home = os.environ.get(U2NET_HOME_ENV)
     if home:
         path = Path(home).expanduser() / U2NET_FILE_NAME
         if path.is_file():
-            return path
-    return None
+            return path, ""
+        return None, f"no local u2net model: missing {path} (${U2NET_HOME_ENV}/{U2NET_FILE_NAME})"
+    return None, (f"no local u2net model: set {MODEL_PATH_ENV} to an .onnx file or put "
+                  f"{U2NET_FILE_NAME} in ${U2NET_HOME_ENV} (neither is set)")
 
 
 class BackgroundRemover:
@@ -79,7 +89,9 @@ class BackgroundRemover:
 
     ``method`` is ``"rembg"`` when the ``rembg`` package is importable and its u2net model file is
     local (see ``rembg_model_path``), otherwise ``"classical"``; ``method=`` forces one (forcing
-    ``"rembg"`` without package or model raises ``RuntimeError`` saying what is missing). An image
+    ``"rembg"`` without package or model raises ``RuntimeError`` saying what is missing, naming the
+    model path that was looked for). The load is logged as ``method=rembg`` or ``method=classical``;
+    ``model_path`` is the model file rembg runs (``None`` for the classical method). An image
     with a non-constant alpha channel is returned unchanged. Raises ``ValueError`` when the
     classical method finds no object (the whole image is background-coloured).
     """
@@ -89,32 +101,33 @@ class BackgroundRemover:
             raise ValueError(f"unknown background removal method {method!r}; allowed: {REMBG}, {CLASSICAL}")
         self._session = None
         self._rembg_remove = None
+        self._model_path: Path | None = None
         if method in (None, REMBG):
             reason = self._load_rembg()
             if reason is not None and method == REMBG:
                 raise RuntimeError(f"background removal method 'rembg' is unavailable: {reason}")
             if reason is not None:
-                logger.info("background removal: classical fallback (%s)", reason)
+                logger.info("background removal: method=classical, the fallback for plain backgrounds (%s)", reason)
         self.method = REMBG if self._session is not None else CLASSICAL
-        if self.method == REMBG:
-            logger.info("background removal: rembg")
+        self.model_path = self._model_path
 
     def _load_rembg(self) -> str | None:
         """Open a rembg session on the local model; return why not, or ``None`` on success."""
-        model_path = rembg_model_path()
+        model_path, reason = _locate_model()
         if model_path is None:
-            return (
-                f"no local u2net model: set {MODEL_PATH_ENV} to an .onnx file or put "
-                f"{U2NET_FILE_NAME} in ${U2NET_HOME_ENV}"
-            )
+            if os.environ.get(MODEL_PATH_ENV):
+                logger.warning("%s; rembg will not be used", reason)
+            return reason
         try:
             import rembg
         except ImportError:
-            return "the rembg package is not installed (pip install rembg)"
+            return f"the rembg package is not installed (pip install rembg; model file {model_path})"
         # "u2net_custom" loads the given file and never downloads.
         self._session = rembg.new_session("u2net_custom", model_path=str(model_path))
         self._rembg_remove = rembg.remove
-        logger.info("rembg session on %s", model_path)
+        self._model_path = model_path
+        providers = self._session.inner_session.get_providers()
+        logger.info("background removal: method=rembg (%s through onnxruntime, %s)", model_path, ", ".join(providers))
         return None
 
     def __call__(self, image: Image.Image) -> Image.Image:

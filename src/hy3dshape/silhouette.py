@@ -30,7 +30,7 @@ import logging
 import math
 import numbers
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 #: Engine name reported in logs and in the ``ENGINE`` output.
 ENGINE_NAME = "builtin-silhouette"
+#: Progress phase reported per image (the name the neural pipeline uses for volume decoding).
+DECODE_PHASE = "shape:decode"
 #: Border ratio of the recentred canvas (the neural preprocessing's).
 BORDER_RATIO = 0.15
 #: Half-depth of an inflated disk as a fraction of its radius (thinner parts are inflated alike).
@@ -249,6 +251,7 @@ class SilhouetteLiftingPipeline:
         box_v: float = DEFAULT_BOX_V,
         mc_level: float = 0.0,
         output_type: str = "trimesh",
+        callback: Callable[[str, int, int], None] | None = None,
         **ignored: object,
     ) -> list:
         """Lift each image's silhouette to a closed mesh (see the class docstring).
@@ -259,6 +262,9 @@ class SilhouetteLiftingPipeline:
         ``[MIN_OCTREE_RESOLUTION, MAX_OCTREE_RESOLUTION]``, a non-positive ``box_v``, a non-finite
         ``mc_level`` or an unknown ``output_type``. Keywords of the neural pipeline that do not apply
         here (``num_inference_steps``, ``guidance_scale``, ``generator``...) are accepted and ignored.
+        ``callback(phase, done, total)``: this engine has no denoising, so it reports only
+        ``"shape:decode"``, once per image after its mesh is built (``done`` images of ``total``); an
+        exception raised by the callback propagates.
         """
         octree_resolution = _check_resolution(octree_resolution)
         if not (_is_number(box_v) and math.isfinite(box_v) and box_v > 0):
@@ -272,7 +278,12 @@ class SilhouetteLiftingPipeline:
         images = list(image) if isinstance(image, (list, tuple)) else [image]
         if not images:
             raise ValueError(f"{ENGINE_NAME}: got an empty list of images")
-        return [self._lift(item, octree_resolution, float(box_v), float(mc_level), output_type) for item in images]
+        results = []
+        for done, item in enumerate(images, start=1):
+            results.append(self._lift(item, octree_resolution, float(box_v), float(mc_level), output_type))
+            if callback is not None:
+                callback(DECODE_PHASE, done, len(images))
+        return results
 
     def _lift(self, image: ImageInput, octree_resolution: int, box_v: float, mc_level: float, output_type: str):
         start = time.perf_counter()

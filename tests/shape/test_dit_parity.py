@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from shape_testdata import max_abs, tensor, tiny_pipeline, vector
@@ -75,3 +77,66 @@ def test_train_and_eval_mode_give_the_same_result():
         eval_out = model(*inputs)
     assert torch.equal(train_out, eval_out)
     assert max_abs(eval_out, vector("b_dit_forward")["out_eval_mode"]) <= TOLERANCE
+
+
+def _inputs():
+    return tensor("b_dit_forward", "x"), tensor("b_dit_forward", "t"), {"main": tensor("b_dit_forward", "cond")}
+
+
+def test_loaded_dit_has_fused_projections_and_stacked_experts():
+    model = tiny_pipeline().model
+    assert all(block.attn1.is_fused and block.attn2.is_fused for block in model.blocks)
+    assert all(block.moe.is_stacked for block in model.blocks if block.moe is not None)
+
+
+def test_fusing_keeps_the_state_dict_keys_values_and_output():
+    model = copy.deepcopy(tiny_pipeline().model)
+    fused = {key: value.clone() for key, value in model.state_dict().items()}
+    for module in model.modules():  # back to per-call concatenation, as before fusing
+        if hasattr(module, "_fused_weight"):
+            module._fused_weight = module._fused_bias = None
+            module._fuse_requested = False
+    with torch.inference_mode():
+        unfused_out = model(*_inputs())
+        model.fuse_weights()
+        fused_out = model(*_inputs())
+    assert list(model.state_dict()) == list(fused)
+    assert all(torch.equal(model.state_dict()[key], value) for key, value in fused.items())
+    assert max_abs(fused_out, unfused_out) <= 1e-6
+    assert max_abs(fused_out, vector("b_dit_forward")["out"]) <= TOLERANCE
+
+
+def test_fusion_survives_a_dtype_round_trip_and_a_state_dict_load():
+    model = copy.deepcopy(tiny_pipeline().model)
+    state = {key: value.clone() for key, value in model.state_dict().items()}
+    model.to(torch.float64).to(torch.float32)
+    assert model.blocks[0].attn1.is_fused and model.blocks[-1].moe.is_stacked
+    model.load_state_dict(state, assign=True)
+    assert model.blocks[0].attn1.is_fused and model.blocks[-1].moe.is_stacked
+    with torch.inference_mode():
+        assert max_abs(model(*_inputs()), vector("b_dit_forward")["out"]) <= TOLERANCE
+
+
+@pytest.mark.parametrize("dispatch", ["grouped", "dense", "loop"])
+def test_every_moe_dispatch_matches_the_vector(dispatch):
+    model = copy.deepcopy(tiny_pipeline().model)
+    for layer in model.moe_layers:
+        model.blocks[layer].moe.dispatch = dispatch
+    with torch.inference_mode():
+        assert max_abs(model(*_inputs()), vector("b_dit_forward")["out"]) <= TOLERANCE
+
+
+@pytest.mark.parametrize("dispatch", ["grouped", "dense"])
+def test_moe_routing_needs_no_host_synchronisation(dispatch, monkeypatch):
+    model = copy.deepcopy(tiny_pipeline().model)
+    for layer in model.moe_layers:
+        model.blocks[layer].moe.dispatch = dispatch
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("nonzero() synchronises with the host")
+
+    monkeypatch.setattr(torch.Tensor, "nonzero", forbidden)
+    monkeypatch.setattr(torch, "nonzero", forbidden)
+    with torch.inference_mode():
+        out = model(*_inputs())
+    assert max_abs(out, vector("b_dit_forward")["out"]) <= TOLERANCE

@@ -1,5 +1,8 @@
-"""The networks built at the official full-size config (on the meta device, no memory) have exactly
-the state-dict keys and shapes of the official checkpoint (``tests/data/keys/shape/*.tsv``)."""
+"""The networks built at the official full-size config (on the meta device, no memory) read exactly the
+keys and shapes of the official checkpoint (``tests/data/keys/shape/*.tsv``).
+
+The conditioner is transformers' ``Dinov2Model``, whose 5.x attention names differ from the file's 4.x
+names: the keys it reads from the file (through its key map) are the manifest's."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import pytest
 import torch
 from shape_testdata import KEYS_DIR
 
-from hy3dshape.loading import build_component
+from hy3dshape.loading import build_component, part_checkpoint_shapes
 from hy3dshape.official_config import OFFICIAL_CONFIG
 
 # The VAE manifest lists the point-cloud encoder (``encoder.*``) and ``pre_kl.*`` too: upstream builds
@@ -27,14 +30,25 @@ def _manifest(name: str) -> list[tuple[str, tuple[int, ...]]]:
 
 
 def _ours(section: str) -> list[tuple[str, tuple[int, ...]]]:
+    """The keys and shapes the full-size network reads from the file, in its order."""
     with torch.device("meta"):
         module = build_component(OFFICIAL_CONFIG, section)
-    return [(key, tuple(value.shape)) for key, value in module.state_dict().items()]
+    return list(part_checkpoint_shapes(section, module).items())
 
 
 @pytest.mark.parametrize(("section", "manifest"), [("model", "dit"), ("conditioner", "conditioner")])
 def test_keys_and_shapes_equal_the_manifest_in_order(section, manifest):
     assert _ours(section) == _manifest(manifest)
+
+
+def test_the_conditioner_module_uses_transformers_names_for_the_files_4x_attention_keys():
+    with torch.device("meta"):
+        module = build_component(OFFICIAL_CONFIG, "conditioner")
+    names = list(module.state_dict())
+    assert len(names) == len(_manifest("conditioner"))
+    assert "main_image_encoder.model.encoder.layer.23.attention.q_proj.weight" in names
+    assert "main_image_encoder.model.encoder.layer.23.attention.o_proj.bias" in names
+    assert not any(".attention.attention." in name for name in names)
 
 
 def test_vae_decoder_keys_equal_the_manifest_without_encoder_and_pre_kl():

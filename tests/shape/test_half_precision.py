@@ -25,8 +25,9 @@ def test_half_precision_mesh_matches_float32(dtype, bbox_cells, relative):
     hooks = [
         pipe.model.register_forward_hook(
             lambda m, args, out: seen.update(latents=args[0].dtype, t=args[1].dtype, context=args[2]["main"].dtype)),
-        pipe.vae.geo_decoder.register_forward_hook(lambda m, args, kwargs, out: seen.update(
-            queries=kwargs["queries"].dtype, logits=out.dtype), with_kwargs=True),
+        pipe.vae.geo_decoder.fourier_embedder.register_forward_hook(
+            lambda m, args, out: seen.update(queries=args[0].dtype)),
+        pipe.vae.geo_decoder.output_proj.register_forward_hook(lambda m, args, out: seen.update(logits=out.dtype)),
     ]
     original = pipe.vae.surface_extractor
     pipe.vae.surface_extractor = lambda grid, *a: (seen.update(grid=grid.dtype), original(grid, *a))[1]

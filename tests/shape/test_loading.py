@@ -11,9 +11,9 @@ import yaml
 from safetensors.torch import load_file, save_file
 from shape_testdata import MODEL_FOLDER, MODEL_ROOT
 
+from hy3dcore.loading import WeightsError
 from hy3dshape import Hunyuan3DDiTFlowMatchingPipeline
 from hy3dshape.loading import ConfigError, read_config
-from hy3dshape.state_dicts import CheckpointError
 
 SUBFOLDER = "hunyuan3d-dit-v2-1"
 
@@ -63,72 +63,96 @@ def test_cpu_defaults_to_float32():
 
 
 def test_missing_model_folder_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(WeightsError, match="does not exist"):
         _load(tmp_path / "nowhere")
 
 
 def test_missing_subfolder_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no subfolder 'hunyuan3d-dit-v2-1'"):
+    with pytest.raises(WeightsError, match="no subfolder 'hunyuan3d-dit-v2-1'"):
         _load(tmp_path)
 
 
 def test_missing_weights_file_is_named(tmp_path):
     root = _folder(tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"model\.fp16\.safetensors"):
+    with pytest.raises(WeightsError, match=r"model\.fp16\.safetensors"):
         _load(root, use_safetensors=True)
 
 
 def test_missing_config_is_named(tmp_path):
     root = _folder(tmp_path)
     (root / SUBFOLDER / "config.yaml").unlink()
-    with pytest.raises(FileNotFoundError, match="config.yaml"):
+    with pytest.raises(WeightsError, match="config.yaml"):
         _load(root)
 
 
 def test_missing_conditioner_entry_is_an_error(tmp_path):
     checkpoint = _official_ckpt()
     del checkpoint["conditioner"]
-    with pytest.raises(CheckpointError, match=r"model\.fp16\.ckpt: missing entry 'conditioner'"):
+    with pytest.raises(WeightsError, match=r"model\.fp16\.ckpt: missing entry 'conditioner'"):
         _load(_folder(tmp_path, checkpoint=checkpoint))
 
 
 def test_unexpected_top_level_entry_is_an_error(tmp_path):
     checkpoint = _official_ckpt()
     checkpoint["ema"] = {}
-    with pytest.raises(CheckpointError, match="unexpected entry 'ema'"):
+    with pytest.raises(WeightsError, match="unexpected entry 'ema'"):
         _load(_folder(tmp_path, checkpoint=checkpoint))
 
 
 def test_not_a_dict_is_an_error(tmp_path):
-    with pytest.raises(CheckpointError, match="expected a dict"):
+    with pytest.raises(WeightsError, match="expected a mapping of tensors, got list"):
         _load(_folder(tmp_path, checkpoint=[1, 2]))
 
 
 def test_missing_dit_key_names_file_part_and_key(tmp_path):
     checkpoint = _official_ckpt()
     del checkpoint["model"]["blocks.3.moe.gate.weight"]
-    with pytest.raises(CheckpointError, match=r"model\.fp16\.ckpt \[model\]: missing key 'blocks\.3\.moe\.gate\.weight'"):
+    with pytest.raises(WeightsError, match=r"model\.fp16\.ckpt \[model\]: .*1 missing key\(s\), first 'blocks\.3\.moe\.gate\.weight'"):
         _load(_folder(tmp_path, checkpoint=checkpoint))
 
 
 def test_unexpected_key_names_the_key(tmp_path):
     checkpoint = _official_ckpt()
     checkpoint["conditioner"]["main_image_encoder.model.pooler.weight"] = torch.zeros(2)
-    with pytest.raises(CheckpointError, match=r"\[conditioner\]: unexpected key 'main_image_encoder\.model\.pooler"):
+    with pytest.raises(WeightsError, match=r"\[conditioner\]: .*1 unexpected key\(s\), first 'main_image_encoder\.model\.pooler"):
+        _load(_folder(tmp_path, checkpoint=checkpoint))
+
+
+def test_the_official_conditioner_keys_keep_their_transformers_4_names():
+    keys = set(_official_ckpt()["conditioner"])
+    assert "main_image_encoder.model.encoder.layer.0.attention.attention.query.weight" in keys
+    assert not any("q_proj" in key or "o_proj" in key for key in keys)
+
+
+def test_a_missing_dinov2_attention_key_is_named_as_in_the_file(tmp_path):
+    checkpoint = _official_ckpt()
+    del checkpoint["conditioner"]["main_image_encoder.model.encoder.layer.1.attention.attention.value.bias"]
+    with pytest.raises(WeightsError, match=r"\[conditioner\]: .*1 missing key\(s\), first "
+                                           r"'main_image_encoder\.model\.encoder\.layer\.1\.attention\.attention\.value\.bias'"):
+        _load(_folder(tmp_path, checkpoint=checkpoint))
+
+
+def test_dinov2_keys_in_transformers_5_names_are_unexpected(tmp_path):
+    checkpoint = _official_ckpt()
+    conditioner = checkpoint["conditioner"]
+    prefix = "main_image_encoder.model.encoder.layer.0.attention."
+    conditioner[prefix + "q_proj.weight"] = conditioner.pop(prefix + "attention.query.weight")
+    with pytest.raises(WeightsError, match=r"1 missing key\(s\), first '.*attention\.attention\.query\.weight'; "
+                                           r"1 unexpected key\(s\), first '.*attention\.q_proj\.weight'"):
         _load(_folder(tmp_path, checkpoint=checkpoint))
 
 
 def test_shape_mismatch_names_the_key_and_both_shapes(tmp_path):
     checkpoint = _official_ckpt()
     checkpoint["vae"]["post_kl.weight"] = torch.zeros(64, 8, dtype=torch.float16)
-    with pytest.raises(CheckpointError, match=r"\[vae\]: shape mismatch for 'post_kl\.weight'.*\[64, 8\].*\[64, 16\]"):
+    with pytest.raises(WeightsError, match=r"\[vae\]: .*first 'post_kl\.weight': file has \[64, 8\], model expects \[64, 16\]"):
         _load(_folder(tmp_path, checkpoint=checkpoint))
 
 
 def test_integer_tensor_is_rejected(tmp_path):
     checkpoint = _official_ckpt()
     checkpoint["model"]["x_embedder.bias"] = torch.zeros(64, dtype=torch.int64)
-    with pytest.raises(CheckpointError, match="floating dtype"):
+    with pytest.raises(WeightsError, match="floating dtype"):
         _load(_folder(tmp_path, checkpoint=checkpoint))
 
 
@@ -144,7 +168,7 @@ def test_safetensors_key_without_a_known_part_is_rejected(tmp_path):
     tensors = load_file(str(MODEL_FOLDER / "model.fp16.safetensors"))
     tensors["ema.x_embedder.weight"] = torch.zeros(1)
     save_file(tensors, str(root / SUBFOLDER / "model.fp16.safetensors"))
-    with pytest.raises(CheckpointError, match="key 'ema.x_embedder.weight' does not start with"):
+    with pytest.raises(WeightsError, match="key 'ema.x_embedder.weight' does not start with"):
         _load(root, use_safetensors=True)
 
 

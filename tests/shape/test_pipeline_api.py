@@ -15,11 +15,12 @@ FAST = {"num_inference_steps": 3, "octree_resolution": 16, "num_chunks": 5000}
 
 
 def test_defaults_are_upstreams():
+    """Upstream's call defaults, except ``num_chunks``: None picks the chunk size by device (upstream: 8000)."""
     parameters = inspect.signature(Hunyuan3DDiTFlowMatchingPipeline.__call__).parameters
     defaults = {name: p.default for name, p in parameters.items() if p.default is not inspect.Parameter.empty}
     assert defaults == {"num_inference_steps": 50, "guidance_scale": 5.0, "generator": None, "box_v": 1.01,
-                        "octree_resolution": 384, "mc_level": 0.0, "num_chunks": 8000, "output_type": "trimesh",
-                        "enable_pbar": False}
+                        "octree_resolution": 384, "mc_level": 0.0, "num_chunks": None, "output_type": "trimesh",
+                        "enable_pbar": False, "callback": None}
     loader = inspect.signature(Hunyuan3DDiTFlowMatchingPipeline.from_pretrained).parameters
     assert loader["subfolder"].default == "hunyuan3d-dit-v2-1" and loader["variant"].default == "fp16"
     assert loader["use_safetensors"].default is False
@@ -30,6 +31,7 @@ def test_stages_are_attributes():
     for name in ("conditioner", "model", "vae", "scheduler", "image_processor"):
         assert getattr(pipe, name) is not None
     assert callable(pipe.vae.volume_decoder) and callable(pipe.vae.surface_extractor)
+    assert type(pipe.vae.volume_decoder).__name__ == "VanillaVolumeDecoder"  # the library default is dense
 
 
 def test_a_list_of_images_gives_one_result_per_image_and_per_generator():
@@ -101,3 +103,17 @@ def test_an_empty_image_list_is_rejected():
 def test_extraction_failure_gives_none_instead_of_an_exception():
     (mesh,) = tiny_pipeline()(image=load_test_image(), mc_level=1000.0, **FAST)
     assert mesh is None
+
+
+def test_compile_is_opt_in_and_compiles_the_dit_in_place(monkeypatch):
+    from shape_testdata import MODEL_ROOT
+
+    from hy3dshape.models.dit import HunYuanDiTPlain
+
+    compiled = []
+    monkeypatch.setattr(HunYuanDiTPlain, "compile", lambda self, **kwargs: compiled.append(kwargs))
+    Hunyuan3DDiTFlowMatchingPipeline.from_pretrained(MODEL_ROOT, device="cpu", dtype=torch.float32)
+    assert compiled == []
+    pipe = Hunyuan3DDiTFlowMatchingPipeline.from_pretrained(MODEL_ROOT, device="cpu", dtype=torch.float32,
+                                                            compile=True)
+    assert compiled == [{"mode": "default", "dynamic": False}] and isinstance(pipe.model, HunYuanDiTPlain)

@@ -1,4 +1,5 @@
-"""Promises of the mesh clean-up chain (``hy3dshape.postprocessors``)."""
+"""Promises of the mesh clean-up chain (``hy3dshape.postprocessors``) and of the face reduction it ends with
+(``hy3dcore.mesh.FaceReducer``, shared with the texture stage, re-exported under upstream's names)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,14 @@ import pytest
 import trimesh
 
 import hy3dshape
+from hy3dcore import mesh as core_mesh
+from hy3dcore.mesh import FACE_COUNT_TOLERANCE, FaceReducer, reduce_faces, remove_back_to_back_faces
+from hy3dshape import postprocessors
 from hy3dshape.postprocessors import (
-    FACE_COUNT_TOLERANCE,
     DegenerateFaceRemover,
-    FaceReducer,
     FloaterRemover,
     degenerate_face_mask,
     postprocess_mesh,
-    reduce_faces,
-    remove_back_to_back_faces,
 )
 from hy3dshape.surface_extractors import MCSurfaceExtractor
 
@@ -97,8 +97,12 @@ def with_floaters(body: trimesh.Trimesh, sizes: list[int]) -> trimesh.Trimesh:
 def test_upstream_names_are_exported_at_the_package_top_level():
     assert hy3dshape.FloaterRemover is FloaterRemover
     assert hy3dshape.DegenerateFaceRemover is DegenerateFaceRemover
-    assert hy3dshape.FaceReducer is FaceReducer
+    assert hy3dshape.FaceReducer is FaceReducer is postprocessors.FaceReducer
     assert hy3dshape.postprocess_mesh is postprocess_mesh
+
+
+def test_face_reduction_has_one_home_shared_with_the_texture_stage():
+    assert FaceReducer.__module__ == core_mesh.__name__
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -254,7 +258,7 @@ def test_reduction_keeps_the_best_result_when_it_cannot_reach_the_range(torus, c
     def coarse(v, f, target, attempt):
         return v, f[:500]
 
-    with caplog.at_level(logging.WARNING, logger="hy3dshape.postprocessors"):
+    with caplog.at_level(logging.WARNING, logger="hy3dcore.mesh"):
         _, reduced = reduce_faces(np.asarray(torus.vertices), np.asarray(torus.faces), 1000, coarse)
     assert len(reduced) == 500
     assert "below the 950-1000 range" in caplog.text

@@ -1,15 +1,19 @@
-"""Promises of background removal (``hy3dshape.rembg.BackgroundRemover``)."""
+"""Promises of background removal (``hy3dshape.rembg.BackgroundRemover``).
+
+The rembg tests run the real ``rembg`` package through onnxruntime, on a small ONNX model with u2net's
+interface that the tests build (``tiny_u2net``); nothing is downloaded.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
-import types
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from tiny_u2net import write_tiny_u2net
 
 import hy3dshape
 from hy3dshape.rembg import (
@@ -137,79 +141,82 @@ def test_something_that_is_not_a_pil_image_is_a_type_error():
 
 
 # ---------------------------------------------------------------------------------------------------
-# Method selection
+# Method selection and the real rembg path
 # ---------------------------------------------------------------------------------------------------
 
 
-class FakeRembg(types.ModuleType):
-    """Stands in for the rembg package: records the session it was asked for and its calls."""
-
-    def __init__(self):
-        super().__init__("rembg")
-        self.sessions: list[tuple[str, dict]] = []
-        self.calls: list[dict] = []
-
-    def new_session(self, model_name, **kwargs):
-        self.sessions.append((model_name, kwargs))
-        return object()
-
-    def remove(self, image, **kwargs):
-        self.calls.append(kwargs)
-        return image.convert("RGBA")
-
-
 @pytest.fixture
-def fake_rembg(monkeypatch) -> FakeRembg:
-    module = FakeRembg()
-    monkeypatch.setitem(sys.modules, "rembg", module)
-    return module
+def u2net_model(tmp_path):
+    """A tiny u2net-compatible model file at ``tmp_path/u2net/u2net.onnx``."""
+    return write_tiny_u2net(tmp_path / "u2net" / "u2net.onnx")
 
 
-def test_without_rembg_the_classical_method_is_used_and_logged(caplog):
+def test_without_a_model_file_the_classical_method_is_used_and_logged(caplog):
     with caplog.at_level(logging.INFO, logger="hy3dshape.rembg"):
         remover = BackgroundRemover()
-    assert remover.method == "classical"
-    assert "classical fallback" in caplog.text
+    assert remover.method == "classical" and remover.model_path is None
+    assert "method=classical" in caplog.text and "neither is set" in caplog.text
 
 
-def test_rembg_without_a_local_model_falls_back_to_classical(fake_rembg):
-    assert BackgroundRemover().method == "classical"
-    assert fake_rembg.sessions == []  # never asked to fetch a model
+@pytest.mark.parametrize("variable", [MODEL_PATH_ENV, U2NET_HOME_ENV])
+def test_a_local_model_file_selects_rembg_and_its_load_log_says_so(monkeypatch, u2net_model, variable, caplog):
+    monkeypatch.setenv(variable, str(u2net_model if variable == MODEL_PATH_ENV else u2net_model.parent))
+    with caplog.at_level(logging.INFO, logger="hy3dshape.rembg"):
+        remover = BackgroundRemover()
+    assert remover.method == "rembg" and remover.model_path == u2net_model
+    assert "method=rembg" in caplog.text and str(u2net_model) in caplog.text and "onnxruntime" in caplog.text
 
 
-def test_a_local_model_file_without_the_rembg_package_falls_back_to_classical(tmp_path, monkeypatch, caplog):
-    model = tmp_path / "u2net.onnx"
-    model.write_bytes(b"onnx")
-    monkeypatch.setenv(MODEL_PATH_ENV, str(model))
+def test_rembg_runs_the_model_through_onnxruntime_and_its_mask_is_the_alpha(monkeypatch, u2net_model):
+    monkeypatch.setenv(MODEL_PATH_ENV, str(u2net_model))
+    image, truth, patch = scene((255, 255, 255))
+    result = BackgroundRemover()(image)
+    assert result.mode == "RGBA" and result.size == image.size
+    mask = np.asarray(result)[..., 3] >= 128
+    # The tiny model is a colour rule, so the white patch inside the object counts as background.
+    assert iou(mask, truth & ~patch) > 0.9
+    opaque = np.asarray(result)[..., 3] == 255
+    assert opaque.sum() > 0.5 * truth.sum()
+    assert np.array_equal(np.asarray(result)[..., :3][opaque], np.asarray(image)[opaque])  # colours kept
+
+
+def test_rembg_background_is_transparent_white_as_the_official_app(monkeypatch, u2net_model):
+    monkeypatch.setenv(MODEL_PATH_ENV, str(u2net_model))
+    image, truth, _ = scene((255, 255, 255))
+    pixels = np.asarray(BackgroundRemover()(image))
+    background = ~truth & (pixels[..., 3] == 0)
+    assert background.mean() > 0.5
+    assert (pixels[background][:, :3] == 255).all()
+
+
+def test_an_image_with_alpha_skips_rembg(monkeypatch, u2net_model):
+    monkeypatch.setenv(MODEL_PATH_ENV, str(u2net_model))
+    image, truth, _ = scene((255, 255, 255))
+    rgba = image.convert("RGBA")
+    rgba.putalpha(Image.fromarray((truth * 255).astype(np.uint8)))
+    assert BackgroundRemover()(rgba) is rgba
+
+
+def test_a_local_model_file_without_the_rembg_package_falls_back_to_classical(monkeypatch, u2net_model, caplog):
+    monkeypatch.setenv(MODEL_PATH_ENV, str(u2net_model))
     monkeypatch.setitem(sys.modules, "rembg", None)  # makes ``import rembg`` raise ImportError
     with caplog.at_level(logging.INFO, logger="hy3dshape.rembg"):
         assert BackgroundRemover().method == "classical"
     assert "pip install rembg" in caplog.text
 
 
-@pytest.mark.parametrize("variable", [MODEL_PATH_ENV, U2NET_HOME_ENV])
-def test_rembg_is_used_with_the_local_model_file_and_never_downloads(tmp_path, monkeypatch, fake_rembg, variable):
-    model = tmp_path / "u2net.onnx"
-    model.write_bytes(b"onnx")
-    monkeypatch.setenv(variable, str(model if variable == MODEL_PATH_ENV else tmp_path))
-    remover = BackgroundRemover()
-    assert remover.method == "rembg"
-    assert fake_rembg.sessions == [("u2net_custom", {"model_path": str(model)})]
-    image, _, _ = scene((255, 255, 255))
-    result = remover(image)
-    assert result.mode == "RGBA"
-    assert fake_rembg.calls[0]["bgcolor"] == (255, 255, 255, 0)
-
-
-def test_a_model_path_that_is_not_a_file_is_logged_and_not_used(tmp_path, monkeypatch, fake_rembg, caplog):
+def test_a_model_path_that_is_not_a_file_is_logged_and_not_used(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv(MODEL_PATH_ENV, str(tmp_path / "missing.onnx"))
     with caplog.at_level(logging.WARNING, logger="hy3dshape.rembg"):
         assert BackgroundRemover().method == "classical"
-    assert "is not a file" in caplog.text
+    assert f"{tmp_path / 'missing.onnx'} is not a file" in caplog.text
 
 
-def test_forcing_rembg_when_it_is_unavailable_says_what_is_missing():
+def test_forcing_rembg_without_a_model_names_the_path_that_was_looked_for(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="no local u2net model"):
+        BackgroundRemover(method="rembg")
+    monkeypatch.setenv(U2NET_HOME_ENV, str(tmp_path))
+    with pytest.raises(RuntimeError, match=f"missing {tmp_path / 'u2net.onnx'}"):
         BackgroundRemover(method="rembg")
 
 

@@ -2,26 +2,30 @@
 
 ``SingleImageEncoder(image=x)["main"]`` maps a ``[B, 3, S, S]`` batch in [-1, 1] to DINOv2's
 ``last_hidden_state`` ``[B, tokens, hidden]`` (CLS token included); the unconditional context is zeros.
-Parameter names: ``main_image_encoder.model.<Dinov2Model keys>``, as in the official checkpoint.
+The network is transformers' ``Dinov2Model`` (``hy3dcore.image_encoders``); its parameters are
+``main_image_encoder.model.<Dinov2Model keys>``, read from the official checkpoint's transformers 4.x
+names through ``CHECKPOINT_KEY_MAP``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hy3dshape.models.dinov2 import Dinov2Config, Dinov2Model
+from hy3dcore.image_encoders import DINOV2_KEY_MAP, IMAGENET_MEAN, IMAGENET_STD, build_dinov2
+
+if TYPE_CHECKING:
+    from transformers import Dinov2Config
 
 logger = logging.getLogger(__name__)
 
-#: ImageNet normalisation used by DINOv2.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+#: How the conditioner's keys are named in the official checkpoint (the DINOv2 map; the prefix passes through).
+CHECKPOINT_KEY_MAP = DINOV2_KEY_MAP
 
 
 class DinoImageEncoder(nn.Module):
@@ -35,7 +39,7 @@ class DinoImageEncoder(nn.Module):
         use_cls_token: bool = True,
     ):
         super().__init__()
-        self.model = Dinov2Model(config)
+        self.model = build_dinov2(config)
         self.image_size = int(image_size)
         self.use_cls_token = bool(use_cls_token)
         patches = (self.image_size // self.model.config.patch_size) ** 2
@@ -69,7 +73,7 @@ class DinoImageEncoder(nn.Module):
         weight = self.model.embeddings.patch_embeddings.projection.weight
         image = image.to(device=weight.device, dtype=torch.float32)
         pixels = self.transform((image + 1) / 2).to(weight.dtype)
-        tokens = self.model(pixels)
+        tokens = self.model(pixel_values=pixels).last_hidden_state
         return tokens if self.use_cls_token else tokens[:, 1:]
 
     def unconditional_embedding(self, batch_size: int) -> torch.Tensor:
@@ -99,7 +103,7 @@ class SingleImageEncoder(nn.Module):
         if unknown:
             raise ValueError(f"conditioner: unknown main_image_encoder.kwargs {unknown}; allowed: {sorted(allowed)}")
         if "config" not in kwargs:
-            raise ValueError("conditioner: main_image_encoder.kwargs.config (the inline Dinov2Config) is required")
+            raise ValueError("conditioner: main_image_encoder.kwargs.config (the inline DINOv2 config) is required")
         self.main_image_encoder = IMAGE_ENCODER_TYPES[encoder_type](**kwargs)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None, **_: Any) -> dict[str, torch.Tensor]:

@@ -201,6 +201,17 @@ class HunYuanDiTPlain(nn.Module):
         )
         self.final_layer = FinalLayer(hidden_size, in_channels)
 
+    def fuse_weights(self) -> HunYuanDiTPlain:
+        """Inference layout, once after loading: every attention's concatenated projections become one
+        weight (``fuse_projections``) and the MoE experts are stacked for grouped matmuls
+        (``stack_experts``). No extra memory, same state-dict keys and values; returns ``self``."""
+        for module in self.modules():
+            if hasattr(module, "fuse_projections"):
+                module.fuse_projections()
+            if hasattr(module, "stack_experts"):
+                module.stack_experts()
+        return self
+
     @property
     def moe_layers(self) -> list[int]:
         """Indices of the blocks whose feed-forward is a mixture of experts."""

@@ -13,6 +13,8 @@ get a LayerNorm over the head dimension.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +31,17 @@ LN_POST_EPS = 1e-5
 
 #: Prefixes of checkpoint keys that belong to the (unused) point-cloud encoder.
 ENCODER_KEY_PREFIXES = ("encoder.", "pre_kl.")
+
+
+class LatentKV(NamedTuple):
+    """Per-head keys (after the k-norm) and values of the latent tokens, ``[B, H, N, head_dim]`` each."""
+
+    key: torch.Tensor
+    value: torch.Tensor
+
+
+#: ``attention(q, k, v)`` on ``[B, H, *, head_dim]`` tensors -> ``[B, H, P, head_dim]``.
+AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class FourierEmbedder(nn.Module):
@@ -101,13 +114,30 @@ class CrossAttention(nn.Module):
         self.c_proj = nn.Linear(width, width)
         self.attention = HeadNorms(width // heads, qk_norm)
 
-    def forward(self, x: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        batch, tokens, width = x.shape
+    def latent_kv(self, latents: torch.Tensor) -> LatentKV:
+        """Keys (k-normed) and values of the latent tokens ``[B, M, width]``, each ``[B, H, M, d]``."""
+        batch, tokens, width = latents.shape
         head_dim = width // self.heads
-        query = self.c_q(x).view(batch, tokens, self.heads, head_dim)
-        kv = self.c_kv(latents).view(latents.shape[0], latents.shape[1], self.heads, 2 * head_dim)
-        key, value = kv.split(head_dim, dim=-1)
-        return self.c_proj(self.attention(query, key, value))
+        key, value = self.c_kv(latents).view(batch, tokens, self.heads, 2 * head_dim).split(head_dim, dim=-1)
+        return LatentKV(self.attention.k_norm(key).transpose(1, 2), value.transpose(1, 2))
+
+    def queries(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-head q-normed queries ``[B, H, P, d]`` of the query features ``[B, P, width]``."""
+        batch, tokens, width = x.shape
+        query = self.c_q(x).view(batch, tokens, self.heads, width // self.heads)
+        return self.attention.q_norm(query).transpose(1, 2)
+
+    def attend(self, x: torch.Tensor, kv: LatentKV, attention: AttentionFn | None = None) -> torch.Tensor:
+        """Cross-attention output ``[B, P, width]`` of the query features against precomputed ``kv``.
+
+        ``attention(q, k, v)`` on ``[B, H, *, d]`` tensors defaults to ``scaled_dot_product_attention``.
+        """
+        batch, tokens, _ = x.shape
+        context = (attention or F.scaled_dot_product_attention)(self.queries(x), kv.key, kv.value)
+        return self.c_proj(context.transpose(1, 2).reshape(batch, tokens, -1))
+
+    def forward(self, x: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        return self.attend(x, self.latent_kv(latents))
 
 
 class MLP(nn.Module):
@@ -159,9 +189,17 @@ class ResidualCrossAttentionBlock(nn.Module):
         self.ln_3 = nn.LayerNorm(width, eps=NORM_EPS)
         self.mlp = MLP(width, mlp_expand_ratio)
 
-    def forward(self, x: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), self.ln_2(latents))
+    def latent_kv(self, latents: torch.Tensor) -> LatentKV:
+        """The attention keys and values of the latent tokens; computed once per request."""
+        return self.attn.latent_kv(self.ln_2(latents))
+
+    def forward_kv(self, x: torch.Tensor, kv: LatentKV, attention: AttentionFn | None = None) -> torch.Tensor:
+        """The block applied to query features ``x`` with precomputed latent keys and values."""
+        x = x + self.attn.attend(self.ln_1(x), kv, attention)
         return x + self.mlp(self.ln_3(x))
+
+    def forward(self, x: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        return self.forward_kv(x, self.latent_kv(latents))
 
 
 class GeometryDecoder(nn.Module):
@@ -185,14 +223,31 @@ class GeometryDecoder(nn.Module):
         self.ln_post = nn.LayerNorm(width, eps=LN_POST_EPS) if ln_post else None
         self.output_proj = nn.Linear(width, 1)
 
-    def forward(self, queries: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        """``queries`` ``[B, P, 3]`` (cast to the weights' dtype), ``latents`` ``[B, N, width]`` -> ``[B, P, 1]``."""
-        queries = queries.to(self.query_proj.weight.dtype)
-        x = self.query_proj(self.fourier_embedder(queries))
-        x = self.cross_attn_decoder(x, latents)
+    def latent_kv(self, latents: torch.Tensor) -> LatentKV:
+        """Keys and values of the decoded latent tokens ``[B, N, width]`` (``[B, H, N, d]`` each).
+
+        They do not depend on the query points: compute them once per request and pass them to
+        :meth:`decode_kv` for every chunk of points.
+        """
+        return self.cross_attn_decoder.latent_kv(latents)
+
+    def query_features(self, queries: torch.Tensor) -> torch.Tensor:
+        """Fourier features of the points ``[B, P, 3]`` projected to the width (cast to the weights' dtype)."""
+        return self.query_proj(self.fourier_embedder(queries.to(self.query_proj.weight.dtype)))
+
+    def decode_kv(self, queries: torch.Tensor, kv: LatentKV, attention: AttentionFn | None = None) -> torch.Tensor:
+        """Logits ``[B, P, 1]`` at the points ``[B, P, 3]`` from precomputed ``kv`` (see :meth:`latent_kv`).
+
+        ``attention(q, k, v)`` replaces the dense attention (e.g. by a key/value-selecting one).
+        """
+        x = self.cross_attn_decoder.forward_kv(self.query_features(queries), kv, attention)
         if self.ln_post is not None:
             x = self.ln_post(x)
         return self.output_proj(x)
+
+    def forward(self, queries: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        """``queries`` ``[B, P, 3]`` (cast to the weights' dtype), ``latents`` ``[B, N, width]`` -> ``[B, P, 1]``."""
+        return self.decode_kv(queries, self.latent_kv(latents))
 
 
 class ShapeVAE(nn.Module):

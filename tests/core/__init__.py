@@ -1,0 +1,1 @@
+"""Tests of ``hy3dcore``: the building blocks both stages share."""
