@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hy3dpaint.progress import PHASE_BAKE, ProgressCallback, report
 from hy3dpaint.render.mesh_renderer import MeshRenderer
 from hy3dpaint.render.rasterizer import interpolate, rasterize
 from hy3dpaint.view_selection import SELECTION_RENDER_SIZE, View, boundary_kernel_size
@@ -68,10 +69,15 @@ def image_to_tensor(image, device: torch.device) -> torch.Tensor:
     if isinstance(image, torch.Tensor):
         tensor = image.to(device=device, dtype=torch.float32)
     else:
-        array = np.asarray(image)
+        array = np.ascontiguousarray(np.asarray(image))
+        if not array.flags.writeable:  # PIL's buffer: torch wants memory it may own
+            array = array.copy()
         if array.dtype == np.uint8:
-            array = array / 255.0
-        tensor = torch.from_numpy(np.ascontiguousarray(array)).to(device=device, dtype=torch.float32)
+            # float32(v / 255) equals float32(v) / 255 in float32 for all 256 values (checked in the
+            # tests), so the uint8 image moves to the device as is and is scaled there.
+            tensor = torch.from_numpy(array).to(device).to(torch.float32) / 255
+        else:
+            tensor = torch.from_numpy(array).to(device=device, dtype=torch.float32)
     if tensor.ndim == 2:
         tensor = tensor.unsqueeze(-1)
     if tensor.ndim != 3:
@@ -85,7 +91,10 @@ def reliable_pixels(face_ids: torch.Tensor, depth: torch.Tensor, kernel: int) ->
     Depth edges are Canny edges of the visible depth normalised to [0, 1] and truncated to 8 bits,
     dilated with a ``(2 kernel + 1)^2`` box; the visibility mask is eroded with the same box (the
     outside of the image counts as visible, as a zero-padded convolution of the complement would).
+    OpenCV on the CPU; on other devices the same bits in torch (``hy3dpaint.edges``), on the device.
     """
+    if face_ids.device.type != "cpu":
+        return _reliable_pixels_torch(face_ids, depth, kernel)
     visible = (face_ids > 0).cpu().numpy()
     if not visible.any():
         return torch.zeros_like(face_ids, dtype=torch.bool)
@@ -100,6 +109,22 @@ def reliable_pixels(face_ids: torch.Tensor, depth: torch.Tensor, kernel: int) ->
         visible = cv2.erode(visible.astype(np.uint8), box, borderType=cv2.BORDER_CONSTANT, borderValue=1) > 0
     reliable = visible & (edges == 0)
     return torch.from_numpy(reliable).to(face_ids.device)
+
+
+def _reliable_pixels_torch(face_ids: torch.Tensor, depth: torch.Tensor, kernel: int) -> torch.Tensor:
+    """:func:`reliable_pixels` in torch on the tensors' device (same bits as the OpenCV path)."""
+    from hy3dpaint.edges import canny, dilate_box, erode_box
+
+    visible = face_ids > 0
+    if not bool(visible.any()):
+        return torch.zeros_like(face_ids, dtype=torch.bool)
+    shown = depth[visible]
+    depth_min, depth_max = shown.min(), shown.max()
+    normalized = (depth - depth_min) / (depth_max - depth_min) * visible
+    edges = canny((normalized * 255).to(torch.uint8), CANNY_LOW, CANNY_HIGH)
+    edges = dilate_box(edges, kernel)
+    visible = erode_box(visible, kernel)
+    return visible & ~edges
 
 
 @dataclass
@@ -119,16 +144,25 @@ class ViewSampling:
     resolution: int
     texel_count: int
 
-    def project(self, pixels: torch.Tensor) -> ViewProjection:
-        """Sample an image ``[R, R, C]`` (float32) into a :class:`ViewProjection`."""
+    def sample(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Bilinear colours ``[M, C]`` of an image ``[R, R, C]`` (float32) at the seen texels."""
         height, width, channels = pixels.shape
         if (height, width) != (self.resolution, self.resolution):
             raise ValueError(f"image is {width}x{height}; this sampling was computed for {self.resolution}^2")
         flat = pixels.reshape(-1, channels)
-        top = flat[self.corners[:, 0]] * (1 - self.wx) + flat[self.corners[:, 1]] * self.wx
-        bottom = flat[self.corners[:, 2]] * (1 - self.wx) + flat[self.corners[:, 3]] * self.wx
+
+        def corner(k: int) -> torch.Tensor:
+            return flat.index_select(0, self.corners[:, k])
+
+        top = corner(0) * (1 - self.wx) + corner(1) * self.wx
+        bottom = corner(2) * (1 - self.wx) + corner(3) * self.wx
+        return top * (1 - self.wy) + bottom * self.wy
+
+    def project(self, pixels: torch.Tensor) -> ViewProjection:
+        """Sample an image ``[R, R, C]`` (float32) into a :class:`ViewProjection`."""
+        channels = pixels.shape[2]
         colors = torch.zeros((self.texel_count, channels), dtype=torch.float32, device=pixels.device)
-        colors[self.texels] = top * (1 - self.wy) + bottom * self.wy
+        colors[self.texels] = self.sample(pixels)
         cos = torch.zeros(self.texel_count, dtype=torch.float32, device=pixels.device)
         cos[self.texels] = self.cos
         return ViewProjection(colors=colors, cos=cos)
@@ -175,41 +209,42 @@ def _square_image(image, device) -> torch.Tensor:
 
 
 def _back_sample(renderer, resolution, depth, reliable, cos, elevation, azimuth) -> ViewSampling:
-    """For every texel: project, test depth and reliability; keep bilinear sampling positions."""
+    """For every texel: project, test depth and reliability; keep bilinear sampling positions.
+
+    The image projection is diagonal (``diag(P00, P11, 1, 1)``), so it is applied as two products:
+    the same single rounding per coordinate as the matrix product. Pixels that cannot paint
+    (unreliable, or weight 0) carry a NaN depth, so one gather per texel decides both tests.
+    """
     height = width = resolution
     texels = renderer.texels.positions
     projection = renderer.projection
-    image_projection = torch.diag(
-        torch.stack([projection[0, 0], projection[1, 1], torch.ones_like(projection[0, 0]), torch.ones_like(projection[0, 0])])
-    )
     view = renderer.view_matrix(elevation, azimuth)
     if texels.device.type == "cpu":  # float32 products, as the reference
-        projected = texels @ view.t() @ image_projection
+        camera = (texels @ view.t())[:, :3].t().contiguous()
     else:  # float64 then rounded: immune to a global TF32 setting
-        projected = ((texels.double() @ view.double().t()).float().double() @ image_projection.double()).float()
-    x, y, z = projected[:, 0], projected[:, 1], projected[:, 2]
-    inside = (x <= 1.0) & (x >= -1.0) & (y <= 1.0) & (y >= -1.0)
+        camera = (texels.double() @ view.double().t()).float()[:, :3].t().contiguous()
+    x = camera[0] * projection[0, 0]
+    y = camera[1] * projection[1, 1]
+    z = camera[2]
+    inside = (x.abs() <= 1.0) & (y.abs() <= 1.0)
     fx = (x.clamp(-1, 1) * 0.5 + 0.5) * width
     fy = (y.clamp(-1, 1) * 0.5 + 0.5) * height
-    ix = fx.to(torch.int64).clamp(0, width - 1)
-    iy = fy.to(torch.int64).clamp(0, height - 1)
+    ix = fx.to(torch.int32).clamp_(0, width - 1)
+    iy = fy.to(torch.int32).clamp_(0, height - 1)
     pixel = iy * width + ix
-    weight = cos.reshape(-1)[pixel]
-    seen = (
-        inside
-        & ((z - depth.reshape(-1)[pixel]).abs() < DEPTH_TOLERANCE)
-        & (reliable.reshape(-1)[pixel].to(torch.float32) * weight > 0)
-    )
+    weights = cos.reshape(-1)
+    usable_depth = torch.where(reliable.reshape(-1) & (weights > 0), depth.reshape(-1), float("nan"))
+    seen = inside & ((z - usable_depth.index_select(0, pixel)).abs() < DEPTH_TOLERANCE)
     index = torch.nonzero(seen).squeeze(1)
-    x0, y0 = ix[index], iy[index]
+    x0, y0 = ix.index_select(0, index).long(), iy.index_select(0, index).long()
     x1, y1 = (x0 + 1).clamp(max=width - 1), (y0 + 1).clamp(max=height - 1)
     corners = torch.stack([y0 * width + x0, y0 * width + x1, y1 * width + x0, y1 * width + x1], dim=1)
     return ViewSampling(
         texels=index,
         corners=corners,
-        wx=(fx[index] - x0).unsqueeze(1),
-        wy=(fy[index] - y0).unsqueeze(1),
-        cos=weight[index],
+        wx=(fx.index_select(0, index) - x0).unsqueeze(1),
+        wy=(fy.index_select(0, index) - y0).unsqueeze(1),
+        cos=weights.index_select(0, pixel.index_select(0, index)),
         resolution=resolution,
         texel_count=texels.shape[0],
     )
@@ -253,33 +288,75 @@ def bake_materials(
     *,
     exponent: float = BAKE_EXPONENT,
     boundary_kernel: int = BOUNDARY_KERNEL,
+    keep_on_device: bool = False,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Bake several materials seen from the same views (e.g. ``{"albedo": [...], "mr": [...]}``).
 
     ``images[name][i]`` is material ``name`` seen from ``views[i]``. Each view's geometry (raster,
     visibility, sampling positions) is computed once and used for every material. Returns
     ``{name: (texture float32 [T, T, C], mask uint8 [T, T] 0/255)}``, the same as :func:`bake_views`
-    per material.
+    per material: NumPy arrays, or tensors on the renderer's device with ``keep_on_device``.
     """
     for name, material_images in images.items():
         if len(material_images) != len(views):
             raise ValueError(f"need one image per view, got {len(material_images)} {name} images for {len(views)} views")
-    projections: dict[str, list[ViewProjection]] = {name: [] for name in images}
+    # All materials share each view's sampling positions and weights, so they are sampled and merged
+    # together as one multi-channel image (per-channel arithmetic unchanged, one gather per corner).
+    view_weights = [view.weight for view in views]
+    names = list(images)
+    merge: _SparseMerge | None = None
+    channels: list[int] = []
     for index, view in enumerate(views):
-        pixels = {name: _square_image(material_images[index], renderer.device) for name, material_images in images.items()}
-        sizes = {tuple(tensor.shape[:2]) for tensor in pixels.values()}
+        pixels = [_square_image(images[name][index], renderer.device) for name in names]
+        sizes = {tuple(tensor.shape[:2]) for tensor in pixels}
         if len(sizes) != 1:
             raise ValueError(f"the images of view {index} differ in size: {sorted(sizes)}")
+        channels = [tensor.shape[2] for tensor in pixels]
+        stacked = pixels[0] if len(pixels) == 1 else torch.cat(pixels, dim=2)
         sampling = view_sampling(renderer, view, next(iter(sizes))[0], boundary_kernel=boundary_kernel)
-        for name, tensor in pixels.items():
-            projections[name].append(sampling.project(tensor))
+        if merge is None:
+            merge = _SparseMerge(sampling.texel_count, stacked.shape[2], stacked.device)
+        elif merge.merged.shape[1] != stacked.shape[2]:
+            raise ValueError(f"the images of view {index} have {channels} channels, unlike the first view's")
+        merge.add(sampling, stacked, view_weights[index], exponent, index)
+    if merge is None:
+        raise ValueError("need at least one view and one material to bake")
+    colors, painted = merge.result()
+    mask = texels_to_image(renderer, painted.to(torch.uint8) * 255)
     result = {}
-    for name, material_projections in projections.items():
-        colors, painted = merge_views(material_projections, [view.weight for view in views], exponent=exponent)
-        texture = texels_to_image(renderer, colors).cpu().numpy()
-        mask = texels_to_image(renderer, painted.to(torch.uint8) * 255).cpu().numpy()
-        result[name] = (texture, mask)
+    for name, part in zip(names, colors.split(channels, dim=1)):
+        texture = texels_to_image(renderer, part.contiguous())
+        result[name] = (texture, mask.clone()) if keep_on_device else (texture.cpu().numpy(), mask.cpu().numpy().copy())
     return result
+
+
+class _SparseMerge:
+    """:func:`merge_views` accumulated view by view on the texels each view sees only.
+
+    Same numbers as ``merge_views`` on the full projections: a texel a view does not see would add
+    ``0 * 0`` there, which leaves every sum unchanged.
+    """
+
+    def __init__(self, texel_count: int, channels: int, device: torch.device) -> None:
+        self.merged = torch.zeros((texel_count, channels), dtype=torch.float32, device=device)
+        self.trust = torch.zeros(texel_count, dtype=torch.float32, device=device)
+
+    def add(self, sampling: ViewSampling, pixels: torch.Tensor, view_weight: float, exponent: float, index: int) -> None:
+        weight = view_weight * torch.pow(sampling.cos, exponent)
+        seen = weight > 0
+        seen_count = int(seen.sum())
+        painted = int((seen & (self.trust.index_select(0, sampling.texels) > 0)).sum())
+        if seen_count and painted / seen_count > SKIP_IF_PAINTED_FRACTION:
+            logger.debug("view %d skipped: %d of its %d texels already painted", index, painted, seen_count)
+            return
+        colors = sampling.sample(pixels)
+        texels = sampling.texels
+        self.merged.index_copy_(0, texels, self.merged.index_select(0, texels) + colors * weight.unsqueeze(1))
+        self.trust.index_copy_(0, texels, self.trust.index_select(0, texels) + weight)
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        merged = self.merged / torch.clamp(self.trust, min=MIN_TOTAL_WEIGHT).unsqueeze(1)
+        return merged, self.trust > MIN_TOTAL_WEIGHT
 
 
 def bake_views(
@@ -306,19 +383,26 @@ def bake_and_inpaint(
     faces: np.ndarray,
     *,
     inpaint_mode: str = "fast",
+    callback: ProgressCallback | None = None,
 ) -> dict[str, np.ndarray]:
     """Bake every material (``bake_materials``) and fill its unpainted texels (``inpaint_texture``).
 
     ``faces`` index the renderer's (seam-split) vertices. Returns ``{name: uint8 [T, T, C]}``; both
-    texture engines (neural and built-in) finish their textures with this.
+    texture engines (neural and built-in) finish their textures with this. Reports ``paint:bake``
+    after the bake and after each material's inpainting (``1 + len(images)`` steps).
     """
     from hy3dpaint.inpaint import inpaint_texture
 
     vertices, uv = renderer.normalized_input_vertices(), renderer.input_uv()
-    chart_mask = renderer.texels.mask.cpu().numpy()
+    on_device = renderer.device.type != "cpu"  # then the textures stay there for the inpainting
+    chart_mask = renderer.texels.mask if on_device else renderer.texels.mask.cpu().numpy()
     textures = {}
-    for name, (texture, mask) in bake_materials(renderer, images, views).items():
-        logger.debug("%s baked: %.1f%% of texels painted", name, 100.0 * float((mask > 0).mean()))
+    baked = bake_materials(renderer, images, views, keep_on_device=on_device)
+    total = 1 + len(baked)
+    report(callback, PHASE_BAKE, 1, total)
+    for index, (name, (texture, mask)) in enumerate(baked.items()):
+        logger.debug("%s baked: %.1f%% of texels painted", name, 100.0 * float((mask > 0).sum()) / mask.shape[0] / mask.shape[1])
         textures[name] = inpaint_texture(texture, mask, vertices, uv, np.asarray(faces),
                                          chart_mask=chart_mask, mode=inpaint_mode)
+        report(callback, PHASE_BAKE, 2 + index, total)
     return textures

@@ -1,9 +1,10 @@
 """DINOv2-giant image encoder of the texture stage (FACTS §7.1): the style image -> [1, 257, 1536].
 
-The network is ``hy3dshape.models.dinov2.Dinov2Model`` (transformers-4 key names, SwiGLU for giant);
-the preprocessing is Hugging Face's standard DINOv2 image processor, written here: resize the
-shortest edge to 256 (PIL bicubic), centre-crop 224, scale to [0, 1], normalise with ImageNet
-mean/std. Runs in fp16 on CUDA (as upstream) and fp32 elsewhere by default.
+The network is transformers' ``Dinov2Model`` loaded by ``hy3dcore.image_encoders.load_dinov2`` (the
+official ``facebook/dinov2-giant`` files, transformers 4.x names, SwiGLU MLP); the preprocessing is
+Hugging Face's standard DINOv2 image processor, written here: resize the shortest edge to 256 (PIL
+bicubic), centre-crop 224, scale to [0, 1], normalise with ImageNet mean/std. Runs in fp16 on CUDA
+(as upstream) and fp32 elsewhere by default.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from hy3dcore.image_encoders import IMAGENET_MEAN, IMAGENET_STD, load_dinov2
+
 logger = logging.getLogger(__name__)
 
 #: Preprocessing of the standard DINOv2 image processor.
 RESIZE_SHORTEST_EDGE = 256
 CROP_SIZE = 224
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def preprocess_for_dino(image: Image.Image) -> torch.Tensor:
@@ -57,13 +58,12 @@ class DinoImageEncoder:
                         dtype: torch.dtype | None = None) -> DinoImageEncoder:
         """Load a Hugging Face DINOv2 folder (``config.json`` + ``model.safetensors``), never downloading.
 
-        ``dtype`` defaults to fp16 on CUDA, fp32 elsewhere. Errors name the missing file or key.
+        ``dtype`` defaults to fp16 on CUDA, fp32 elsewhere. Raises ``hy3dcore.loading.WeightsError``
+        naming the missing file or the first missing / unexpected key.
         """
-        from hy3dshape.models.dinov2 import Dinov2Model
-
         device = torch.device(device)
         dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
-        return cls(Dinov2Model.from_pretrained(folder, device=device, dtype=dtype))
+        return cls(load_dinov2(folder, device=device, dtype=dtype))
 
     @property
     def device(self) -> torch.device:
@@ -77,5 +77,4 @@ class DinoImageEncoder:
     def __call__(self, image: Image.Image) -> torch.Tensor:
         """Encode one image; returns [1, 1 + patches, hidden] in the model's dtype."""
         pixel_values = preprocess_for_dino(image).to(device=self.device, dtype=self.dtype)
-        output = self.model(pixel_values)
-        return output.last_hidden_state if hasattr(output, "last_hidden_state") else output
+        return self.model(pixel_values=pixel_values).last_hidden_state

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
 from scipy.sparse import csr_matrix
 from scipy.sparse.linalg import spsolve_triangular
 
@@ -73,13 +75,17 @@ def _corner_texels(uv: np.ndarray, uv_faces: np.ndarray, height: int, width: int
 def _seed(texture, mask, vertex_count, uv, faces, uv_faces) -> _Seeds:
     height, width = mask.shape
     rows, cols = _corner_texels(uv, uv_faces, height, width)
+    return _seed_from_corners(texture[rows, cols], mask[rows, cols] > 0, vertex_count, faces, rows, cols)
+
+
+def _seed_from_corners(corner_colors, corner_painted, vertex_count, faces, rows, cols) -> _Seeds:
+    """Seeds from every corner's texel colour [F * 3, C] and painted flag [F * 3]."""
     corner_vertex = faces.reshape(-1).astype(np.int64)
-    painted = mask[rows, cols] > 0
-    colors = np.zeros((vertex_count, texture.shape[2]), dtype=np.float64)
+    colors = np.zeros((vertex_count, corner_colors.shape[1]), dtype=np.float64)
     colored = np.zeros(vertex_count, dtype=bool)
-    colors[corner_vertex[painted]] = texture[rows[painted], cols[painted]]  # last corner wins
-    colored[corner_vertex[painted]] = True
-    return _Seeds(colors, colored, corner_vertex[~painted], rows, cols, corner_vertex)
+    colors[corner_vertex[corner_painted]] = corner_colors[corner_painted]  # last corner wins
+    colored[corner_vertex[corner_painted]] = True
+    return _Seeds(colors, colored, corner_vertex[~corner_painted], rows, cols, corner_vertex)
 
 
 def _neighbour_graph(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -279,6 +285,13 @@ def push_pull_fill(image: np.ndarray, known: np.ndarray) -> np.ndarray:
     coarsest level up, unknown pixels take the bilinearly upsampled coarser level. Known pixels keep
     their values. Cheap (a few passes over the image) and free of the hard edges of a nearest fill.
     """
+    return np.where(known[..., None], image.astype(np.float32), _pulled_unknowns(image, known))
+
+
+def _pulled_unknowns(image: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """What :func:`push_pull_fill` gives the unknown pixels (float32 ``[H, W, C]``; known ones are
+    not meaningful). At full resolution an unknown pixel always takes the upsampled coarser level,
+    so the finest level is only needed for the push."""
     weight = known.astype(np.float32)
     values = image.astype(np.float32) * weight[..., None]
     levels = []
@@ -288,11 +301,13 @@ def push_pull_fill(image: np.ndarray, known: np.ndarray) -> np.ndarray:
         values = cv2.resize(values, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], -1)
         weight = cv2.resize(weight, size, interpolation=cv2.INTER_AREA)
     filled = values / np.maximum(weight, 1e-12)[..., None]
-    for values, weight in reversed(levels):
+    for index, (values, weight) in reversed(list(enumerate(levels))):
         size = (weight.shape[1], weight.shape[0])
         coarse = cv2.resize(filled, size, interpolation=cv2.INTER_LINEAR).reshape(size[1], size[0], -1)
+        if index == 0:
+            return coarse
         filled = np.where(weight[..., None] > 0, values / np.maximum(weight, 1e-12)[..., None], coarse)
-    return np.where(known[..., None], image.astype(np.float32), filled)
+    return np.broadcast_to(filled, image.shape).astype(np.float32)  # a 1-pixel-wide image
 
 
 def fill_far_from_charts(
@@ -309,7 +324,7 @@ def fill_far_from_charts(
     far = ~near & ~painted
     if not far.any():
         return texture_uint8, mask
-    smooth = push_pull_fill(texture_uint8, painted)
+    smooth = _pulled_unknowns(texture_uint8, painted)
     filled = texture_uint8.copy()
     filled[far] = np.clip(np.rint(smooth[far]), 0, 255).astype(np.uint8)
     new_mask = np.asarray(mask, dtype=np.uint8).copy()
@@ -318,13 +333,13 @@ def fill_far_from_charts(
 
 
 def inpaint_texture(
-    texture: np.ndarray,
-    mask: np.ndarray,
+    texture: np.ndarray | torch.Tensor,
+    mask: np.ndarray | torch.Tensor,
     vertices: np.ndarray,
     uv: np.ndarray,
     faces: np.ndarray,
     *,
-    chart_mask: np.ndarray | None = None,
+    chart_mask: np.ndarray | torch.Tensor | None = None,
     mode: str = "fast",
     vertex_method: str = "sparse",
 ) -> np.ndarray:
@@ -334,13 +349,126 @@ def inpaint_texture(
     ``vertices``, ``uv`` (v up) and ``faces`` describe the mesh (uv indexed like the vertices).
     ``chart_mask`` (bool ``[H, W]``, texels the UV layout covers) is required in ``"fast"`` mode.
     The float texture of the reference is this result / 255.
+
+    NumPy arrays (and CPU tensors) are filled with NumPy/OpenCV, the fastest on the CPU. Tensors on
+    another device stay there (:func:`inpaint_texture_on_device`) except for the NS pass.
     """
     if mode not in INPAINT_MODES:
         raise ValueError(f"unknown inpaint mode {mode!r}; allowed: {', '.join(INPAINT_MODES)}")
     if mode == "fast" and chart_mask is None:
         raise ValueError("inpaint mode 'fast' needs chart_mask (the texels covered by the UV layout)")
+    if isinstance(texture, torch.Tensor) and texture.device.type != "cpu":
+        return inpaint_texture_on_device(texture, mask, vertices, uv, faces, chart_mask=chart_mask, mode=mode,
+                                         vertex_method=vertex_method)
+    texture, mask = (value.cpu().numpy() if isinstance(value, torch.Tensor) else value for value in (texture, mask))
+    if isinstance(chart_mask, torch.Tensor):
+        chart_mask = chart_mask.cpu().numpy()
     texture, mask = vertex_inpaint(texture, mask, vertices, uv, faces, method=vertex_method)
     texture_uint8 = (texture * 255).astype(np.uint8)
     if mode == "fast":
         texture_uint8, mask = fill_far_from_charts(texture_uint8, mask, chart_mask)
     return ns_inpaint(texture_uint8, mask)
+
+
+# --------------------------------------------------------------------------------------------------
+# The same steps on a torch device
+# --------------------------------------------------------------------------------------------------
+
+
+def vertex_inpaint_on_device(
+    texture: torch.Tensor, mask: torch.Tensor, vertices: np.ndarray, uv: np.ndarray, faces: np.ndarray, *,
+    method: str = "sparse",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`vertex_inpaint` for tensors on any device; same numbers.
+
+    Only the corner texels cross to the host (the propagation runs on the mesh graph, a few
+    thousand vertices, where NumPy is fastest); the texture stays on its device. Returns new
+    (texture float32, mask uint8 0/255) tensors.
+    """
+    if method not in VERTEX_METHODS:
+        raise ValueError(f"unknown vertex inpaint method {method!r}; allowed: {', '.join(VERTEX_METHODS)}")
+    if texture.ndim != 3 or tuple(mask.shape) != tuple(texture.shape[:2]):
+        raise ValueError(f"texture must be [H, W, C] and mask [H, W]; got {list(texture.shape)} and {list(mask.shape)}")
+    height, width, channels = texture.shape
+    faces = np.asarray(faces, dtype=np.int64)
+    rows, cols = _corner_texels(np.asarray(uv), faces, height, width)
+    flat = rows * width + cols
+    flat_device = torch.from_numpy(flat).to(texture.device)
+    texture = texture.to(torch.float32)
+    corner_colors = texture.reshape(-1, channels)[flat_device].cpu().numpy()
+    corner_painted = (mask.reshape(-1)[flat_device] > 0).cpu().numpy()
+    seeds = _seed_from_corners(corner_colors, corner_painted, len(vertices), faces, rows, cols)
+    propagate = _propagate_sparse if method == "sparse" else _propagate_loop
+    propagate(seeds, _neighbour_graph(np.asarray(vertices), faces))
+    write = np.nonzero(seeds.colored[seeds.corner_vertex])[0]
+    # Several corners may share a texel: keep the last one, as NumPy's assignment does.
+    _, last_from_end = np.unique(flat[write][::-1], return_index=True)
+    write = write[len(write) - 1 - last_from_end]
+    out_texture, out_mask = texture.clone(), mask.to(torch.uint8).clone()
+    index = torch.from_numpy(flat[write]).to(texture.device)
+    values = torch.from_numpy(seeds.colors[seeds.corner_vertex[write]].astype(np.float32)).to(texture.device)
+    out_texture.view(-1, channels)[index] = values
+    out_mask.view(-1)[index] = 255
+    return out_texture, out_mask
+
+
+def push_pull_fill_on_device(image: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """:func:`push_pull_fill` in torch (area downsampling, bilinear upsampling) on the tensors' device.
+
+    Matches the OpenCV version up to float rounding (and, for sizes that are not powers of two, up
+    to how the area filter splits odd sizes).
+    """
+    weight = known.to(torch.float32)[None, None]
+    values = image.to(torch.float32).permute(2, 0, 1)[None] * weight
+    levels = []
+    while min(weight.shape[-2:]) > 1:
+        levels.append((values, weight))
+        size = (max(1, weight.shape[-2] // 2), max(1, weight.shape[-1] // 2))
+        values = F.interpolate(values, size=size, mode="area")
+        weight = F.interpolate(weight, size=size, mode="area")
+    filled = values / weight.clamp_min(1e-12)
+    for values, weight in reversed(levels):
+        coarse = F.interpolate(filled, size=tuple(weight.shape[-2:]), mode="bilinear", align_corners=False)
+        filled = torch.where(weight > 0, values / weight.clamp_min(1e-12), coarse)
+    filled = filled[0].permute(1, 2, 0)
+    return torch.where(known[..., None], image.to(torch.float32), filled)
+
+
+def fill_far_from_charts_on_device(
+    texture_uint8: torch.Tensor, mask: torch.Tensor, chart_mask: torch.Tensor, gutter: int = NS_GUTTER
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`fill_far_from_charts` in torch on the tensors' device."""
+    from hy3dpaint.edges import dilate_box
+
+    painted = mask > 0
+    if not bool(painted.any()):
+        return texture_uint8, mask
+    far = ~dilate_box(chart_mask.to(torch.bool), gutter) & ~painted
+    if not bool(far.any()):
+        return texture_uint8, mask
+    smooth = push_pull_fill_on_device(texture_uint8, painted)
+    filled = torch.where(far[..., None], smooth.round().clamp(0, 255).to(torch.uint8), texture_uint8)
+    return filled, torch.where(far, torch.full_like(mask, 255), mask.to(torch.uint8))
+
+
+def inpaint_texture_on_device(
+    texture: torch.Tensor, mask: torch.Tensor, vertices: np.ndarray, uv: np.ndarray, faces: np.ndarray, *,
+    chart_mask: torch.Tensor | np.ndarray | None = None, mode: str = "fast", vertex_method: str = "sparse",
+) -> np.ndarray:
+    """:func:`inpaint_texture` with the texture on its torch device: vertex step and (fast mode) far
+    fill there, NS with OpenCV on the host (OpenCV's NS has no torch counterpart).
+
+    ``mode="reference"`` gives the same bits as the NumPy path; ``"fast"`` differs from it only by
+    the float rounding of the far fill (texels the model never samples) and what NS draws from it.
+    """
+    if mode not in INPAINT_MODES:
+        raise ValueError(f"unknown inpaint mode {mode!r}; allowed: {', '.join(INPAINT_MODES)}")
+    if mode == "fast" and chart_mask is None:
+        raise ValueError("inpaint mode 'fast' needs chart_mask (the texels covered by the UV layout)")
+    device = texture.device
+    mask = torch.as_tensor(mask).to(device)
+    texture, mask = vertex_inpaint_on_device(texture, mask, vertices, uv, faces, method=vertex_method)
+    texture_uint8 = (texture * 255).to(torch.uint8)
+    if mode == "fast":
+        texture_uint8, mask = fill_far_from_charts_on_device(texture_uint8, mask, torch.as_tensor(chart_mask).to(device))
+    return ns_inpaint(texture_uint8.cpu().numpy(), mask.cpu().numpy())

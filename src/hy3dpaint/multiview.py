@@ -28,8 +28,8 @@ import torch
 from diffusers import AutoencoderKL, UniPCMultistepScheduler
 from PIL import Image
 
+from hy3dcore.loading import WeightsError, read_json
 from hy3dpaint.models.attention_processors import MATERIALS
-from hy3dpaint.models.loading import WeightsError, read_json
 from hy3dpaint.models.unet_2p5d import DINO_WIDTH, LATENT_CHANNELS, UNet2p5DConditionModel
 from hy3dpaint.models.vae import load_autoencoder
 
@@ -38,9 +38,10 @@ logger = logging.getLogger(__name__)
 #: Defaults of upstream's texture generation.
 DEFAULT_NUM_INFERENCE_STEPS = 15
 DEFAULT_GUIDANCE_SCALE = 3.0
-#: Latent downsampling of the VAE, and the latent-size multiple the four RoPE grids need.
+#: Latent downsampling of the VAE: view sizes must be a multiple of it. Any latent size works (the
+#: RoPE grids are built with floor division, as upstream: a 96 px view has grids 12, 6, 3 and 1).
 VAE_DOWNSAMPLING = 8
-LATENT_SIZE_MULTIPLE = 8
+LATENT_SIZE_MULTIPLE = 1
 #: Resolution the style image passes through before the resize to the view size (upstream step).
 STYLE_IMAGE_SIZE = 512
 #: Background of composited RGBA images.
@@ -347,13 +348,14 @@ class MultiviewPBRDiffusionPipeline:
                  position_maps: Sequence[Image.Image], dino_hidden_states: torch.Tensor, *, seed: int = 0,
                  num_inference_steps: int = DEFAULT_NUM_INFERENCE_STEPS,
                  guidance_scale: float = DEFAULT_GUIDANCE_SCALE, fast_guidance: bool = False,
-                 output_type: OutputType = "pil") -> MultiviewPBROutput:
+                 output_type: OutputType = "pil", step_callback: StepCallback | None = None) -> MultiviewPBROutput:
         """Generate N albedo and N MR views.
 
         ``style_image``, ``normal_maps`` and ``position_maps`` are PIL images at the view size
-        (a multiple of 64); ``dino_hidden_states`` [1, T, 1536] (see ``hy3dpaint.dino``). The
+        (a multiple of 8); ``dino_hidden_states`` [1, T, 1536] (see ``hy3dpaint.dino``). The
         same inputs and ``seed`` give the same views. ``output_type``: "pil", "np" (floats in
-        [0, 1]) or "latent" (the albedo/MR halves of the final latents).
+        [0, 1]) or "latent" (the albedo/MR halves of the final latents). ``step_callback`` is
+        passed to :meth:`denoise` (called after every denoising step).
         """
         if output_type not in ("pil", "np", "latent"):
             raise ValueError(f"output_type must be 'pil', 'np' or 'latent', got {output_type!r}")
@@ -362,7 +364,8 @@ class MultiviewPBRDiffusionPipeline:
         conditions = self.encode_conditions(style_image, normal_maps, position_maps, posterior_generator)
         latents = self.initial_noise(conditions.num_views, style_image.size[0], noise_generator)
         latents = self.denoise(conditions, dino_hidden_states, latents, num_inference_steps=num_inference_steps,
-                               guidance_scale=guidance_scale, fast_guidance=fast_guidance)
+                               guidance_scale=guidance_scale, fast_guidance=fast_guidance,
+                               step_callback=step_callback)
         n_views = conditions.num_views
         if output_type == "latent":
             return MultiviewPBROutput(albedo=latents[:n_views], mr=latents[n_views:])

@@ -23,6 +23,8 @@ import torch
 import trimesh
 from PIL import Image
 
+from hy3dcore.layout import DINO_SUBFOLDER, REALESRGAN_FILE
+from hy3dcore.layout import PAINT_SUBFOLDER as MULTIVIEW_SUBFOLDER
 from hy3dpaint.dino import DinoImageEncoder
 from hy3dpaint.multiview import (
     DEFAULT_GUIDANCE_SCALE,
@@ -32,14 +34,18 @@ from hy3dpaint.multiview import (
     MultiviewPBRDiffusionPipeline,
     prepare_style_image,
 )
+from hy3dpaint.progress import (
+    PHASE_DIFFUSION,
+    PHASE_RENDER,
+    PHASE_UPSCALE,
+    PHASE_UV,
+    ProgressCallback,
+    report,
+)
 from hy3dpaint.super_resolution import RealESRGANUpscaler
 
 logger = logging.getLogger(__name__)
 
-#: Folder and file names of the official weights layout.
-MULTIVIEW_SUBFOLDER = "hunyuan3d-paintpbr-v2-1"
-DINO_SUBFOLDER = "dinov2-giant"
-REALESRGAN_FILE = "RealESRGAN_x4plus.pth"
 #: Upstream's remesh target: larger meshes are decimated to this many faces.
 REMESH_MAX_FACES = 40_000
 #: Upstream defaults (demo.py).
@@ -65,7 +71,7 @@ class Hunyuan3DPaintConfig:
     * ``dino_model_path``: a Hugging Face DINOv2-giant folder (``config.json`` + ``model.safetensors``);
     * ``realesrgan_ckpt_path``: ``RealESRGAN_x4plus.pth`` (weights under ``params_ema``);
     * ``max_num_view`` (views painted; the first 6 always are), ``resolution`` (diffusion view
-      size, a multiple of 64), ``render_size`` (condition renders and bake images),
+      size, a multiple of 8), ``render_size`` (condition renders and bake images),
       ``texture_size`` (UV atlas);
     * ``num_inference_steps``, ``guidance_scale``: UniPC steps and CFG scale;
     * ``device``/``dtype``: default CUDA when available, fp16 on CUDA and fp32 elsewhere;
@@ -187,6 +193,10 @@ class Hunyuan3DPaintPipeline:
                                                                         device=device, dtype=dtype)
         self.dino = DinoImageEncoder.from_pretrained(config.dino_model_path, device=device, dtype=dtype)
         self.upscaler = RealESRGANUpscaler.from_checkpoint(config.realesrgan_ckpt_path, device=device, dtype=dtype)
+        if device.type == "cuda":
+            # Memory plan (docs/gpu.md): the VAE encodes and decodes the 2N views one at a time, not as
+            # one batch (about 3 GB less at 6 views of 512 px, a few percent slower; same images).
+            self.multiview.vae.enable_slicing()
         logger.info("texture stage loaded in %.1f s (%s, %s)", time.perf_counter() - start, device, dtype)
 
     # ------------------------------------------------------------------------------------------
@@ -202,7 +212,7 @@ class Hunyuan3DPaintPipeline:
         if len(mesh.faces) > MAX_INPUT_FACES:
             raise ValueError(f"mesh has {len(mesh.faces)} faces; at most {MAX_INPUT_FACES} are accepted")
         if self.config.use_remesh:
-            from hy3dshape.postprocessors import FaceReducer
+            from hy3dcore.mesh import FaceReducer
 
             mesh = FaceReducer()(mesh, REMESH_MAX_FACES)
         return mesh_uv_wrap(mesh, self.config.uv_method, texture_size=self.config.texture_size)
@@ -214,32 +224,41 @@ class Hunyuan3DPaintPipeline:
         return MeshRenderer.from_trimesh(mesh, texture_size=self.config.texture_size,
                                          render_size=self.config.render_size, device=self.config.device)
 
-    def render_conditions(self, renderer) -> ConditionRenders:
+    def render_conditions(self, renderer, callback: ProgressCallback | None = None) -> ConditionRenders:
         """Select the views, render normal and position maps at the render size (uint8 =
-        floor(255 v)) and resize them to the view size (PIL bicubic)."""
+        floor(255 v)) and resize them to the view size (PIL bicubic). Reports ``paint:render`` per view."""
         from hy3dpaint.render.mesh_renderer import to_uint8_image
         from hy3dpaint.view_selection import select_views
 
         views = select_views(renderer, self.config.max_num_view)
         size = (self.config.resolution, self.config.resolution)
         normals, positions = [], []
-        for view in views:
+        for index, view in enumerate(views):
             for render, out in ((renderer.render_normal, normals), (renderer.render_position, positions)):
                 image = Image.fromarray(to_uint8_image(render(view.elevation, view.azimuth)))
                 out.append(image.resize(size, Image.Resampling.BICUBIC))
+            report(callback, PHASE_RENDER, index + 1, len(views))
         return ConditionRenders(views=views, normal_maps=normals, position_maps=positions)
 
-    def generate_views(self, image: Image.Image, conditions: ConditionRenders, seed: int) -> GeneratedViews:
-        """Style image, DINO states and multiview diffusion: N albedo + N MR views at the view size."""
+    def generate_views(self, image: Image.Image, conditions: ConditionRenders, seed: int,
+                       callback: ProgressCallback | None = None) -> GeneratedViews:
+        """Style image, DINO states and multiview diffusion: N albedo + N MR views at the view size.
+        Reports ``paint:diffusion`` once per denoising step."""
         style = prepare_style_image(image, self.config.resolution)
         dino_hidden_states = self.dino(style)
+        steps = self.config.num_inference_steps
+
+        def step_done(step: int, *_tensors) -> None:
+            report(callback, PHASE_DIFFUSION, step + 1, steps)
+
         output = self.multiview(style, conditions.normal_maps, conditions.position_maps, dino_hidden_states,
-                                seed=seed, num_inference_steps=self.config.num_inference_steps,
-                                guidance_scale=self.config.guidance_scale, fast_guidance=self.config.fast_guidance)
+                                seed=seed, num_inference_steps=steps, guidance_scale=self.config.guidance_scale,
+                                fast_guidance=self.config.fast_guidance, step_callback=step_done)
         return GeneratedViews(albedo=list(output.albedo), mr=list(output.mr))
 
-    def upscale_views(self, views: GeneratedViews) -> GeneratedViews:
+    def upscale_views(self, views: GeneratedViews, callback: ProgressCallback | None = None) -> GeneratedViews:
         """Real-ESRGAN x4 on every view, then a bicubic resize to the render size where needed.
+        Reports ``paint:upscale`` per view (its albedo and MR images).
 
         Upstream resizes only the first two views (a loop bug, FACTS §12.5); here every view is
         brought to the render size, which changes nothing at the default 512 -> 2048.
@@ -250,15 +269,21 @@ class Hunyuan3DPaintPipeline:
             large = self.upscaler(image)
             return large if large.size == size else large.resize(size, Image.Resampling.BICUBIC)
 
-        return GeneratedViews(albedo=[upscale(v) for v in views.albedo], mr=[upscale(v) for v in views.mr])
+        albedo, mr = [], []
+        for index, (albedo_view, mr_view) in enumerate(zip(views.albedo, views.mr)):
+            albedo.append(upscale(albedo_view))
+            mr.append(upscale(mr_view))
+            report(callback, PHASE_UPSCALE, index + 1, len(views.albedo))
+        return GeneratedViews(albedo=albedo, mr=mr)
 
-    def bake_textures(self, mesh: trimesh.Trimesh, renderer, views: Sequence,
-                      images: GeneratedViews) -> tuple[np.ndarray, np.ndarray]:
-        """Bake and inpaint the albedo and MR views: two uint8 [T, T, 3] textures."""
+    def bake_textures(self, mesh: trimesh.Trimesh, renderer, views: Sequence, images: GeneratedViews,
+                      callback: ProgressCallback | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Bake and inpaint the albedo and MR views: two uint8 [T, T, 3] textures (``paint:bake``)."""
         from hy3dpaint.bake import bake_and_inpaint
 
         textures = bake_and_inpaint(renderer, {"albedo": images.albedo, "mr": images.mr}, views,
-                                    np.asarray(mesh.faces), inpaint_mode=self.config.inpaint_mode)
+                                    np.asarray(mesh.faces), inpaint_mode=self.config.inpaint_mode,
+                                    callback=callback)
         return textures["albedo"], textures["mr"]
 
     def textured_mesh(self, mesh: trimesh.Trimesh, albedo: np.ndarray, mr: np.ndarray) -> trimesh.Trimesh:
@@ -275,14 +300,24 @@ class Hunyuan3DPaintPipeline:
     # ------------------------------------------------------------------------------------------
 
     def __call__(self, mesh: trimesh.Trimesh | trimesh.Scene | str | Path, image: Image.Image, *, seed: int = 0,
-                 output_type: OutputType = "trimesh") -> trimesh.Trimesh | bytes:
+                 output_type: OutputType = "trimesh", texture_format: str = "jpeg",
+                 callback: ProgressCallback | None = None) -> trimesh.Trimesh | bytes:
         """Paint ``mesh`` (trimesh, scene or file path; Y up, +Z front) after ``image`` (PIL RGB or
         RGBA, alpha = object mask). The same inputs and ``seed`` give the same textures.
 
-        Returns the textured ``trimesh.Trimesh``, or binary glTF bytes with ``output_type="glb"``.
+        ``callback(phase, done, total)`` is called at step boundaries (``hy3dpaint.progress``:
+        ``paint:uv``, ``paint:render``, ``paint:diffusion``, ``paint:upscale``, ``paint:bake``);
+        what it raises propagates.
+
+        Returns the textured ``trimesh.Trimesh``, or binary glTF bytes with ``output_type="glb"``
+        (textures encoded as ``texture_format``, see ``hy3dpaint.export.export_glb``).
         """
         if output_type not in ("trimesh", "glb"):
             raise ValueError(f"output_type must be 'trimesh' or 'glb', got {output_type!r}")
+        from hy3dpaint.export import TEXTURE_FORMATS
+
+        if texture_format not in TEXTURE_FORMATS:
+            raise ValueError(f"texture_format must be one of {', '.join(TEXTURE_FORMATS)}, got {texture_format!r}")
         if not isinstance(image, Image.Image):
             raise TypeError(f"image must be a PIL image, got {type(image).__name__}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -290,22 +325,25 @@ class Hunyuan3DPaintPipeline:
         timings: dict[str, float] = {}
         with _timed(timings, "prepare_mesh"):
             uv_mesh = self.prepare_mesh(mesh)
+        report(callback, PHASE_UV, 1, 1)
         with _timed(timings, "render_conditions"):
             renderer = self.make_renderer(uv_mesh)
-            conditions = self.render_conditions(renderer)
+            conditions = self.render_conditions(renderer, callback)
         with _timed(timings, "generate_views"):
-            generated = self.generate_views(image, conditions, int(seed))
+            generated = self.generate_views(image, conditions, int(seed), callback)
         with _timed(timings, "upscale_views"):
-            upscaled = self.upscale_views(generated)
+            upscaled = self.upscale_views(generated, callback)
+        del generated  # memory plan: free each phase's intermediates before the next one
         with _timed(timings, "bake_textures"):
-            albedo, mr = self.bake_textures(uv_mesh, renderer, conditions.views, upscaled)
+            albedo, mr = self.bake_textures(uv_mesh, renderer, conditions.views, upscaled, callback)
+        del upscaled, renderer
         textured = self.textured_mesh(uv_mesh, albedo, mr)
         logger.info("texture stage: %d faces, %d views, seed %d; %s", len(uv_mesh.faces), len(conditions.views),
                     seed, ", ".join(f"{name} {seconds:.2f} s" for name, seconds in timings.items()))
         if output_type == "glb":
             from hy3dpaint.export import export_glb
 
-            return export_glb(textured)
+            return export_glb(textured, texture_format=texture_format)
         return textured
 
 
@@ -329,7 +367,7 @@ def _as_trimesh(mesh: trimesh.Trimesh | trimesh.Scene | str | Path) -> trimesh.T
     if isinstance(mesh, trimesh.Scene):
         if not mesh.geometry:
             raise ValueError("the mesh scene holds no geometry")
-        mesh = mesh.dump(concatenate=True)
+        mesh = mesh.to_geometry()
     if not isinstance(mesh, trimesh.Trimesh):
         raise TypeError(f"mesh must be a trimesh.Trimesh, a trimesh.Scene or a path, got {type(mesh).__name__}")
     if len(mesh.faces) == 0:

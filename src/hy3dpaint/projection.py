@@ -21,7 +21,8 @@ import trimesh
 from PIL import Image
 
 from hy3dpaint.bake import bake_and_inpaint
-from hy3dpaint.export import export_glb, pbr_mesh
+from hy3dpaint.export import TEXTURE_FORMATS, export_glb, pbr_mesh
+from hy3dpaint.progress import PHASE_RENDER, PHASE_UV, ProgressCallback, report
 from hy3dpaint.render.mesh_renderer import MeshRenderer
 from hy3dpaint.uv import mesh_uv_wrap
 from hy3dpaint.view_selection import View
@@ -113,35 +114,45 @@ class ProjectionTexturePipeline:
         *,
         texture_size: int = DEFAULT_TEXTURE_SIZE,
         output_type: str = "trimesh",
+        texture_format: str = "jpeg",
+        callback: ProgressCallback | None = None,
     ) -> trimesh.Trimesh | bytes:
         """Paint ``mesh`` (input frame: +Y up, camera on +Z) with ``image``.
 
         Returns a textured ``trimesh.Trimesh`` (UVs, vertices split along seams, a ``PBRMaterial``
         with baseColor and metallicRoughness textures), or GLB bytes with ``output_type="glb"``.
         ``seed`` is accepted for interface parity; the result does not depend on it.
+        ``texture_format`` encodes the GLB's textures (``hy3dpaint.export.export_glb``).
+        ``callback(phase, done, total)`` reports ``paint:uv``, ``paint:render`` (the one front view)
+        and ``paint:bake``; what it raises propagates.
         Raises ``ValueError`` for a bad mesh, image or setting.
         """
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
+        if texture_format not in TEXTURE_FORMATS:
+            raise ValueError(f"texture_format must be one of {', '.join(TEXTURE_FORMATS)}, got {texture_format!r}")
         if not MIN_TEXTURE_SIZE <= int(texture_size) <= MAX_TEXTURE_SIZE:
             raise ValueError(f"texture_size must be in [{MIN_TEXTURE_SIZE}, {MAX_TEXTURE_SIZE}], got {texture_size}")
         if not isinstance(image, Image.Image):
             raise ValueError(f"image must be a PIL image (RGBA, alpha = object mask), got {type(image).__name__}")
         if isinstance(mesh, trimesh.Scene):
-            mesh = mesh.dump(concatenate=True)
+            mesh = mesh.to_geometry()
         if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
             raise ValueError("mesh must be a non-empty trimesh.Trimesh")
         started = time.perf_counter()
         logger.info("paint engine %s: %d faces, texture %d, seed %s (unused)", ENGINE_NAME, len(mesh.faces), texture_size, seed)
         unwrapped = mesh_uv_wrap(mesh, texture_size=int(texture_size))
         uv = np.asarray(unwrapped.visual.uv, dtype=np.float32)
+        report(callback, PHASE_UV, 1, 1)
         renderer = MeshRenderer(
             unwrapped.vertices, unwrapped.faces, uv,
             texture_size=int(texture_size), render_size=self.render_size, device=self.device,
         )
         silhouette = (renderer.render_face_ids(FRONT_VIEW.elevation, FRONT_VIEW.azimuth) > 0).cpu().numpy()
+        report(callback, PHASE_RENDER, 1, 1)
         view_image = align_image_to_silhouette(image, silhouette)
-        albedo = bake_and_inpaint(renderer, {"albedo": [view_image]}, [FRONT_VIEW], unwrapped.faces)["albedo"]
+        albedo = bake_and_inpaint(renderer, {"albedo": [view_image]}, [FRONT_VIEW], unwrapped.faces,
+                                  callback=callback)["albedo"]
         shape = albedo.shape[:2]
         textured = pbr_mesh(
             unwrapped.vertices, unwrapped.faces, uv, albedo,
@@ -149,4 +160,4 @@ class ProjectionTexturePipeline:
             roughness=np.full(shape, round(ROUGHNESS * 255), dtype=np.uint8),
         )
         logger.info("paint engine %s: %.2f s", ENGINE_NAME, time.perf_counter() - started)
-        return export_glb(textured) if output_type == "glb" else textured
+        return export_glb(textured, texture_format=texture_format) if output_type == "glb" else textured

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from hy3dpaint.models.loading import WeightsError, assign_state_dict, load_weights, select_entry
+from hy3dcore.loading import WeightsError, assign_state_dict, load_weights, select_entry
 from hy3dpaint.models.rrdbnet import RRDBNet
 
 logger = logging.getLogger(__name__)

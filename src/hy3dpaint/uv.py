@@ -84,7 +84,7 @@ def mesh_uv_wrap(
     if method not in UV_METHODS:
         raise ValueError(f"unknown UV method {method!r}; allowed: {', '.join(UV_METHODS)}")
     if isinstance(mesh, trimesh.Scene):
-        mesh = mesh.dump(concatenate=True)
+        mesh = mesh.to_geometry()
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     faces = np.asarray(mesh.faces, dtype=np.int64)
     if len(faces) == 0 or len(vertices) == 0:

@@ -103,3 +103,12 @@ def test_bake_rejects_mismatched_inputs(renderer, renders):
         bake_views(renderer, list(renders["position_uint8"][:2]), VIEWS)
     with pytest.raises(ValueError, match="square"):
         back_project(renderer, np.zeros((16, 32, 3), np.uint8), VIEWS[0])
+
+
+def test_uint8_images_scale_to_the_same_floats_as_a_float64_division():
+    """``image_to_tensor`` scales uint8 in float32 on the device; that equals float32(v / 255.0)."""
+    from hy3dpaint.bake import image_to_tensor
+
+    values = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    np.testing.assert_array_equal(image_to_tensor(values, torch.device("cpu"))[..., 0].numpy(),
+                                  (values / 255.0).astype(np.float32))

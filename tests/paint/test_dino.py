@@ -1,4 +1,4 @@
-"""DINOv2 image encoder of the texture stage: HF preprocessing and the giant-width tiny model."""
+"""DINOv2 image encoder of the texture stage: HF preprocessing and the giant-width tiny model (official layout)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from hy3dpaint.dino import CROP_SIZE, IMAGENET_MEAN, IMAGENET_STD, DinoImageEncoder, preprocess_for_dino
+from hy3dcore.image_encoders import IMAGENET_MEAN, IMAGENET_STD
+from hy3dcore.loading import WeightsError
+from hy3dpaint.dino import CROP_SIZE, DinoImageEncoder, preprocess_for_dino
 
 from .tiny_weights import build_tiny_paint_weights, single_threaded_torch  # noqa: F401
 
@@ -52,6 +54,21 @@ def test_tiny_giant_width_encoder_gives_257_tokens_of_1536(weights):
     torch.testing.assert_close(first, second, rtol=0, atol=0)
 
 
+def test_the_encoder_is_transformers_dinov2_in_eval_mode_without_gradients(weights):
+    from transformers import Dinov2Model
+
+    encoder = DinoImageEncoder.from_pretrained(weights / "dinov2-giant")
+    assert isinstance(encoder.model, Dinov2Model) and not encoder.model.training
+    assert not any(parameter.requires_grad for parameter in encoder.model.parameters())
+    assert encoder.model.encoder.layer[0].mlp.gate_proj.weight.shape == (1024, 1536)  # half of weights_in
+
+
+def test_float16_is_the_default_on_cuda_only(weights):
+    assert DinoImageEncoder.from_pretrained(weights / "dinov2-giant").dtype == torch.float32
+    half = DinoImageEncoder.from_pretrained(weights / "dinov2-giant", dtype=torch.float16)
+    assert half.dtype == torch.float16
+
+
 def test_missing_dino_folder_names_the_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"config\.json"):
+    with pytest.raises(WeightsError, match=r"missing config\.json"):
         DinoImageEncoder.from_pretrained(tmp_path)

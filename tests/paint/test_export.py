@@ -168,9 +168,9 @@ def test_nothing_is_written_to_the_working_directory(tmp_path, monkeypatch, mesh
     assert list(tmp_path.iterdir()) == []
 
 
-def test_trimesh_reads_back_geometry_uvs_and_both_textures(mesh):
-    scene = trimesh.load(io.BytesIO(export_glb(mesh)), file_type="glb")
-    loaded = scene.dump(concatenate=True)
+def test_trimesh_reads_back_geometry_uvs_and_both_textures_losslessly_as_png(mesh):
+    scene = trimesh.load(io.BytesIO(export_glb(mesh, texture_format="png")), file_type="glb")
+    loaded = scene.to_geometry()
     np.testing.assert_allclose(loaded.vertices, mesh.vertices, atol=1e-6)
     np.testing.assert_allclose(loaded.visual.uv, mesh.visual.uv, atol=1e-6)
     material = loaded.visual.material
@@ -178,6 +178,62 @@ def test_trimesh_reads_back_geometry_uvs_and_both_textures(mesh):
     np.testing.assert_array_equal(
         np.asarray(material.metallicRoughnessTexture), np.asarray(mesh.visual.material.metallicRoughnessTexture)
     )
+
+
+def _decoded_images(data: bytes) -> list[np.ndarray]:
+    gltf = pygltflib.GLTF2.load_from_bytes(data)
+    blob = gltf.binary_blob()
+    views = [gltf.bufferViews[image.bufferView] for image in gltf.images]
+    return [np.asarray(Image.open(io.BytesIO(blob[v.byteOffset : v.byteOffset + v.byteLength])).convert("RGB"))
+            for v in views]
+
+
+def test_default_textures_are_jpeg_in_core_gltf_without_extensions(mesh):
+    data = export_glb(mesh)
+    gltf = pygltflib.GLTF2.load_from_bytes(data)
+    assert [image.mimeType for image in gltf.images] == ["image/jpeg", "image/jpeg"]
+    assert not gltf.extensionsUsed and not gltf.extensionsRequired
+    assert all(texture.source is not None and not texture.extensions for texture in gltf.textures)
+
+
+def _photo_texture(size: int) -> np.ndarray:
+    """A base colour with photographic detail everywhere: four photos (skimage's bundled samples)
+    tiled at half the texture size and upscaled 2x, like upscaled views baked into an atlas."""
+    from skimage import data as samples
+
+    half = size // 4
+    tiles = [cv2.resize(image, (half, half), interpolation=cv2.INTER_AREA)
+             for image in (samples.astronaut(), samples.coffee(), samples.chelsea(), samples.rocket())]
+    quad = np.concatenate([np.concatenate(tiles[:2], axis=1), np.concatenate(tiles[2:], axis=1)], axis=0)
+    return cv2.resize(quad, (size, size), interpolation=cv2.INTER_CUBIC)
+
+
+def test_default_glb_of_40k_faces_with_two_2048_textures_fits_2_mb_and_keeps_ssim(tmp_path):
+    """The issue's budget: <= 2 MB, validator-clean, base-colour SSIM >= 0.98 against lossless."""
+    from skimage.metrics import structural_similarity
+
+    from hy3dcore.mesh import FaceReducer
+    from hy3dpaint.export import pbr_mesh
+    from hy3dpaint.uv import mesh_uv_wrap
+
+    sphere = FaceReducer()(trimesh.creation.icosphere(6), 40_000)
+    unwrapped = mesh_uv_wrap(sphere, texture_size=4096)
+    assert len(unwrapped.faces) == 40_000
+    size = 2048
+    rows, cols = np.mgrid[0:size, 0:size] / size
+    metallic = ((0.5 + 0.5 * np.tanh(40 * np.sin(7 * cols) * np.cos(5 * rows))) * 255).astype(np.uint8)
+    roughness = ((0.4 + 0.3 * np.sin(9 * cols + 3 * rows)) * 255).astype(np.uint8)
+    base_color = _photo_texture(size)
+    textured = pbr_mesh(unwrapped.vertices, unwrapped.faces, unwrapped.visual.uv, base_color,
+                        metallic=metallic, roughness=roughness)
+    data = export_glb(textured)
+    assert len(data) <= 2_000_000
+    report = _validate(tmp_path, data)
+    assert report["numErrors"] == 0 and report["numWarnings"] == 0, report["messages"]
+    decoded_base, decoded_mr = _decoded_images(data)
+    assert structural_similarity(base_color, decoded_base, channel_axis=2, data_range=255) >= 0.98
+    lossless_mr = np.asarray(textured.visual.material.metallicRoughnessTexture)
+    assert structural_similarity(lossless_mr, decoded_mr, channel_axis=2, data_range=255) >= 0.98
 
 
 def _accessor(gltf: pygltflib.GLTF2, index: int, dtype, width: int) -> np.ndarray:
@@ -203,7 +259,7 @@ def test_quantized_geometry_stays_within_one_quantization_step(mesh):
     uv = np.stack([texcoords[:, 0], 1.0 - texcoords[:, 1]], axis=1)  # glTF t = 1 - v
     np.testing.assert_allclose(uv, mesh.visual.uv, rtol=0, atol=1.0 / 65535)
     # trimesh applies the node transform of quantized positions too.
-    loaded = trimesh.load(io.BytesIO(data), file_type="glb").dump(concatenate=True)
+    loaded = trimesh.load(io.BytesIO(data), file_type="glb").to_geometry()
     np.testing.assert_allclose(loaded.vertices, mesh.vertices, rtol=0, atol=extent / 65535 + 1e-6)
 
 

@@ -5,8 +5,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from hy3dpaint.inpaint import fill_far_from_charts, inpaint_texture, vertex_inpaint
+from hy3dpaint.inpaint import (
+    fill_far_from_charts,
+    inpaint_texture,
+    inpaint_texture_on_device,
+    push_pull_fill,
+    push_pull_fill_on_device,
+    vertex_inpaint,
+    vertex_inpaint_on_device,
+)
 from hy3dpaint.render import MeshRenderer
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "paint"
@@ -109,3 +118,47 @@ def test_inpaint_rejects_unknown_modes_and_missing_chart_mask(bake, inpaint_mesh
         inpaint_texture(bake["texture_albedo"], bake["mask_albedo"], vertices, uv, faces, mode="fast")
     with pytest.raises(ValueError, match="allowed: sparse, loop"):
         vertex_inpaint(bake["texture_albedo"], bake["mask_albedo"], vertices, uv, faces, method="jacobi")
+
+
+# --------------------------------------------------------------------------------------------------
+# The torch path (used when the bake ran on a CUDA device; exercised here with CPU tensors)
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("material", ["albedo", "mr"])
+def test_device_path_in_reference_mode_reproduces_the_final_textures_exactly(bake, inpaint_mesh, material):
+    vertices, uv, faces, _ = inpaint_mesh
+    result = inpaint_texture_on_device(torch.from_numpy(bake[f"texture_{material}"]),
+                                       torch.from_numpy(bake[f"mask_{material}"]), vertices, uv, faces, mode="reference")
+    np.testing.assert_array_equal(result, bake[f"inpainted_{material}_uint8"])
+
+
+def test_device_vertex_step_gives_the_numpy_step_bits(bake, inpaint_mesh):
+    vertices, uv, faces, _ = inpaint_mesh
+    expected = vertex_inpaint(bake["texture_albedo"], bake["mask_albedo"], vertices, uv, faces)
+    texture, mask = vertex_inpaint_on_device(torch.from_numpy(bake["texture_albedo"]),
+                                             torch.from_numpy(bake["mask_albedo"]), vertices, uv, faces)
+    np.testing.assert_array_equal(mask.numpy(), expected[1])
+    np.testing.assert_array_equal(texture.numpy(), expected[0])
+
+
+@pytest.mark.parametrize("material", ["albedo", "mr"])
+def test_device_path_in_fast_mode_matches_the_numpy_path_on_chart_texels(bake, inpaint_mesh, renderer, material):
+    vertices, uv, faces, _ = inpaint_mesh
+    charts = renderer.texels.mask.numpy()
+    texture, mask = bake[f"texture_{material}"], bake[f"mask_{material}"]
+    expected = inpaint_texture(texture, mask, vertices, uv, faces, mode="fast", chart_mask=charts)
+    result = inpaint_texture_on_device(torch.from_numpy(texture), torch.from_numpy(mask), vertices, uv, faces,
+                                       mode="fast", chart_mask=torch.from_numpy(charts))
+    difference = np.abs(result.astype(int) - expected.astype(int))
+    assert difference[charts].mean() <= 0.05
+    assert difference.max() <= 2  # the far fill differs by float rounding only
+
+
+def test_device_push_pull_matches_opencv_within_rounding():
+    generator = np.random.default_rng(3)
+    image = generator.integers(0, 256, (64, 64, 3)).astype(np.float32)
+    known = generator.random((64, 64)) > 0.97
+    expected = push_pull_fill(image, known)
+    result = push_pull_fill_on_device(torch.from_numpy(image), torch.from_numpy(known)).numpy()
+    np.testing.assert_allclose(result, expected, rtol=0, atol=1e-3)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hy3dpaint.models.loading import WeightsError
+from hy3dcore.loading import WeightsError
 from hy3dpaint.multiview import MultiviewConditions, MultiviewPBRDiffusionPipeline, prepare_style_image
 
 from .tiny_weights import single_threaded_torch  # noqa: F401  (autouse fixture)

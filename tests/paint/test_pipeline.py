@@ -13,8 +13,8 @@ import torch
 import trimesh
 from PIL import Image
 
+from hy3dcore.loading import WeightsError
 from hy3dpaint import Hunyuan3DPaintConfig, Hunyuan3DPaintPipeline
-from hy3dpaint.models.loading import WeightsError
 from hy3dpaint.pipeline import ConditionRenders
 
 from .tiny_weights import build_tiny_paint_weights, single_threaded_torch  # noqa: F401
@@ -43,8 +43,13 @@ def image() -> Image.Image:
 
 
 @pytest.fixture(scope="module")
-def painted(pipe, image) -> trimesh.Trimesh:
-    return pipe(MESH, image, seed=SEED)
+def progress_events() -> list[tuple[str, int, int]]:
+    return []
+
+
+@pytest.fixture(scope="module")
+def painted(pipe, image, progress_events) -> trimesh.Trimesh:
+    return pipe(MESH, image, seed=SEED, callback=lambda *event: progress_events.append(event))
 
 
 def test_config_defaults_are_upstream_and_paths_follow_the_official_layout(tmp_path):
@@ -59,7 +64,7 @@ def test_config_defaults_are_upstream_and_paths_follow_the_official_layout(tmp_p
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
-    ("resolution", 500, "resolution must be a positive multiple of 64"),
+    ("resolution", 500, "resolution must be a positive multiple of 8"),
     ("max_num_view", 13, r"max_num_view must be an integer in \[1, 12\]"),
     ("texture_size", 16, r"texture_size must be an integer in \[64, 8192\]"),
     ("guidance_scale", float("nan"), "guidance_scale must be a finite number"),
@@ -110,6 +115,39 @@ def test_pipeline_paints_the_mesh_end_to_end_on_tiny_weights(painted):
     # dark here; the generated views themselves are checked in the next test.)
 
 
+def test_progress_reports_every_phase_in_order_and_one_diffusion_step_per_denoising_step(pipe, painted,
+                                                                                        progress_events):
+    phases = list(dict.fromkeys(phase for phase, _done, _total in progress_events))
+    assert phases == ["paint:uv", "paint:render", "paint:diffusion", "paint:upscale", "paint:bake"]
+    steps = pipe.config.num_inference_steps
+    diffusion = [(done, total) for phase, done, total in progress_events if phase == "paint:diffusion"]
+    assert diffusion == [(step, steps) for step in range(1, steps + 1)]
+    views = [total for phase, _done, total in progress_events if phase == "paint:render"]
+    assert views and views == [views[0]] * views[0] and views[0] >= 6
+    upscale = [(done, total) for phase, done, total in progress_events if phase == "paint:upscale"]
+    assert upscale == [(index, views[0]) for index in range(1, views[0] + 1)]
+    for phase in phases:  # every phase ends with done == total, and done never goes back
+        events = [(done, total) for name, done, total in progress_events if name == phase]
+        assert events[-1][0] == events[-1][1]
+        assert [done for done, _total in events] == sorted(done for done, _total in events)
+
+
+def test_an_exception_raised_by_the_callback_stops_the_pipeline_and_propagates(pipe, image):
+    class CancelledError(Exception):
+        pass
+
+    seen: list[str] = []
+
+    def cancel_at_the_second_step(phase: str, done: int, total: int) -> None:
+        seen.append(phase)
+        if phase == "paint:diffusion" and done == 2:
+            raise CancelledError
+
+    with pytest.raises(CancelledError):
+        pipe(MESH, image, seed=SEED, callback=cancel_at_the_second_step)
+    assert seen.count("paint:diffusion") == 2 and "paint:upscale" not in seen
+
+
 def test_generated_views_follow_the_seed(pipe, image):
     sampling = np.load(DATA / "diffusion" / "sampling.npz")
     conditions = ConditionRenders(views=[None] * 7,
@@ -127,7 +165,7 @@ def test_generated_views_follow_the_seed(pipe, image):
 
 @pytest.mark.slow
 def test_glb_output_is_valid_gltf_and_same_seed_gives_the_same_textures(pipe, image, painted, tmp_path):
-    glb = pipe(trimesh.load(MESH), image, seed=SEED, output_type="glb")
+    glb = pipe(trimesh.load(MESH), image, seed=SEED, output_type="glb", texture_format="png")
     assert isinstance(glb, bytes) and glb[:4] == b"glTF"
     path = tmp_path / "painted.glb"
     path.write_bytes(glb)
@@ -141,3 +179,12 @@ def test_glb_output_is_valid_gltf_and_same_seed_gives_the_same_textures(pipe, im
                                   np.asarray(painted.visual.material.baseColorTexture))
     np.testing.assert_array_equal(np.asarray(material.metallicRoughnessTexture.convert("RGB")),
                                   np.asarray(painted.visual.material.metallicRoughnessTexture))
+
+
+def test_a_96_px_view_size_runs_end_to_end_with_a_latent_of_12(weights, image):
+    """96 px is a multiple of 8 whose latent (12) is not: the RoPE grids are 12, 6, 3 and 1."""
+    pipe96 = Hunyuan3DPaintPipeline(Hunyuan3DPaintConfig.from_weights_dir(weights, **{**SMALL, "resolution": 96}))
+    events: list[tuple[str, int, int]] = []
+    painted96 = pipe96(MESH, image, seed=SEED, callback=lambda *event: events.append(event))
+    assert isinstance(painted96.visual.material, trimesh.visual.material.PBRMaterial)
+    assert ("paint:diffusion", pipe96.config.num_inference_steps, pipe96.config.num_inference_steps) in events

@@ -99,8 +99,17 @@ def test_engine_is_deterministic_and_ignores_the_seed(pipeline, painted, caplog)
 
 def test_glb_output(pipeline):
     data = pipeline(_ellipsoid(), image=_two_colour_image(), texture_size=64, output_type="glb")
-    loaded = trimesh.load(io.BytesIO(data), file_type="glb").dump(concatenate=True)
+    loaded = trimesh.load(io.BytesIO(data), file_type="glb").to_geometry()
     assert len(loaded.faces) == len(_ellipsoid().faces)
+
+
+def test_progress_reports_uv_render_and_bake_each_ending_complete(pipeline):
+    events: list[tuple[str, int, int]] = []
+    pipeline(_ellipsoid(), image=_two_colour_image(), texture_size=64, callback=lambda *event: events.append(event))
+    assert list(dict.fromkeys(phase for phase, _done, _total in events)) == ["paint:uv", "paint:render", "paint:bake"]
+    for phase in ("paint:uv", "paint:render", "paint:bake"):
+        done, total = [(d, t) for name, d, t in events if name == phase][-1]
+        assert done == total
 
 
 def test_bad_inputs_are_rejected(pipeline):
@@ -113,3 +122,5 @@ def test_bad_inputs_are_rejected(pipeline):
         pipeline(_ellipsoid(), image=np.zeros((8, 8, 4), np.uint8))
     with pytest.raises(ValueError, match="output_type"):
         pipeline(_ellipsoid(), image=_two_colour_image(), output_type="obj")
+    with pytest.raises(ValueError, match="texture_format"):
+        pipeline(_ellipsoid(), image=_two_colour_image(), output_type="glb", texture_format="gif")

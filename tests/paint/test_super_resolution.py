@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hy3dpaint.models.loading import WeightsError
+from hy3dcore.loading import WeightsError
 from hy3dpaint.models.rrdbnet import RRDBNet
 from hy3dpaint.super_resolution import RealESRGANUpscaler
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from hy3dcore.loading import WeightsError
 from hy3dpaint import UNet2p5DConditionModel
-from hy3dpaint.models.loading import WeightsError
 from hy3dpaint.models.unet_2p5d import CACHE_DINO_TOKENS, CACHE_REFERENCE_FEATURES, CACHE_VOXEL_INDICES
 from hy3dpaint.models.voxel_rope import multires_voxel_indices, rope_tables
 

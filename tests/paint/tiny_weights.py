@@ -41,19 +41,17 @@ DINO_WEIGHT_STD = 0.02
 
 
 def _tiny_dino_state_dict() -> dict[str, torch.Tensor]:
-    from hy3dshape.models.dinov2 import Dinov2Model
+    from hy3dcore.image_encoders import dinov2_checkpoint_shapes
 
-    with torch.device("meta"):
-        model = Dinov2Model(TINY_DINO_CONFIG)
     generator = torch.Generator().manual_seed(DINO_SEED)
     state_dict = {}
-    for name, tensor in model.state_dict().items():
+    for name, shape in dinov2_checkpoint_shapes(TINY_DINO_CONFIG).items():  # the official file's names
         if name.endswith("bias"):
-            value = torch.zeros(tensor.shape)
-        elif name.endswith("lambda1") or ("norm" in name and tensor.ndim == 1):
-            value = torch.ones(tensor.shape)
+            value = torch.zeros(shape)
+        elif name.endswith("lambda1") or ("norm" in name and len(shape) == 1):
+            value = torch.ones(shape)
         else:
-            value = torch.randn(tensor.shape, generator=generator) * DINO_WEIGHT_STD
+            value = torch.randn(shape, generator=generator) * DINO_WEIGHT_STD
         state_dict[name] = value.half()
     return state_dict
 

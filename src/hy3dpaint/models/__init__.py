@@ -14,7 +14,7 @@ _EXPORTS = {
     "Basic2p5DTransformerBlock": "hy3dpaint.models.transformer_2p5d",
     "RRDBNet": "hy3dpaint.models.rrdbnet",
     "load_autoencoder": "hy3dpaint.models.vae",
-    "WeightsError": "hy3dpaint.models.loading",
+    "WeightsError": "hy3dcore.loading",
 }
 
 __all__ = sorted(_EXPORTS)

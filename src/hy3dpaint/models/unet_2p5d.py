@@ -25,8 +25,8 @@ from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 from torch import nn
 
+from hy3dcore.loading import WeightsError, assign_state_dict, find_weights, load_weights, read_json
 from hy3dpaint.models.attention_processors import MATERIALS
-from hy3dpaint.models.loading import WeightsError, assign_state_dict, find_weights, load_weights, read_json
 from hy3dpaint.models.transformer_2p5d import CONTEXT_KEY, Basic2p5DTransformerBlock, Block2p5DContext
 from hy3dpaint.models.voxel_rope import VoxelIndexLevel, multires_voxel_indices
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL
 
-from hy3dpaint.models.loading import WeightsError, assign_state_dict, find_weights, load_weights, read_json
+from hy3dcore.loading import WeightsError, assign_state_dict, find_weights, load_weights, read_json
 
 logger = logging.getLogger(__name__)
 

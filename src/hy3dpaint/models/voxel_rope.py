@@ -22,7 +22,8 @@ ROPE_THETA = 10000.0
 ROPE_HEAD_DIM_MULTIPLE = 16
 #: A grid cell is dropped (index 0) when fewer than (pixels per cell) // this are object pixels.
 CELL_PIXELS_PER_REQUIRED_VALID_PIXEL = 16
-#: Number of grids: latent size h, h/2, h/4, h/8 (the UNet's transformer resolutions).
+#: Number of grids: latent size h, h // 2, h // 4, h // 8 (the UNet's transformer resolutions, as
+#: upstream builds them whatever the UNet's depth).
 NUM_GRID_LEVELS = 4
 #: Voxel resolution of the finest grid, as a multiple of the latent size.
 FINEST_VOXELS_PER_LATENT_PIXEL = 8
@@ -39,13 +40,19 @@ class VoxelIndexLevel:
 
 
 def grid_levels(latent_size: int) -> list[tuple[int, int]]:
-    """``(cells per side, voxel resolution)`` of the four grids for a latent of side ``latent_size``."""
+    """``(cells per side, voxel resolution)`` of the grids for a latent of side ``latent_size``.
+
+    As upstream: ``latent_size // 2**k`` cells (floor division, so a latent of 12 gives 12, 6, 3
+    and 1) at ``8 * latent_size / 2**k`` voxels, for k = 0 .. ``NUM_GRID_LEVELS`` - 1. Grids that
+    would have no cell (latents below 8) are left out.
+    """
+    if isinstance(latent_size, bool) or not isinstance(latent_size, int) or latent_size < 1:
+        raise ValueError(f"latent size must be a positive integer, got {latent_size!r}")
     levels = []
     for level in range(NUM_GRID_LEVELS):
-        factor = 2**level
-        if latent_size % factor:
-            raise ValueError(f"latent size {latent_size} must be divisible by {2 ** (NUM_GRID_LEVELS - 1)}")
-        levels.append((latent_size // factor, FINEST_VOXELS_PER_LATENT_PIXEL * latent_size // factor))
+        cells = latent_size // 2**level
+        if cells:
+            levels.append((cells, FINEST_VOXELS_PER_LATENT_PIXEL * latent_size // 2**level))
     return levels
 
 
@@ -74,20 +81,25 @@ def _voxel_indices_one_grid(
 
 
 def multires_voxel_indices(position_maps: torch.Tensor, latent_size: int) -> dict[int, VoxelIndexLevel]:
-    """Voxel indices of the four grids, keyed by sequence length ``N * g * g``.
+    """Voxel indices of the grids of ``grid_levels(latent_size)``, keyed by sequence length ``N * g * g``.
 
     ``position_maps``: [B, N, 3, H, W] in [0, 1], background pixels exactly 1 in every channel.
     Computed in fp16 as upstream. Upstream quirk, reproduced: the maps are converted with
     ``.half()``, which returns the caller's own tensor when it is already fp16, and the background
-    is zeroed in that tensor. So with fp16 input the caller's tensor is modified and the three
-    coarser grids count the (now zero) background pixels as valid; with any other dtype each grid
-    works on a fresh fp16 copy and sees clean maps.
+    is zeroed in that tensor. So with fp16 input the caller's tensor is modified and the coarser
+    grids count the (now zero) background pixels as valid; with any other dtype each grid works on
+    a fresh fp16 copy and sees clean maps.
+
+    A grid whose cell count does not divide the map size (upstream stops with an assertion there)
+    is left out: no UNet level has that many tokens, so multiview attention never looks it up.
     """
     if position_maps.ndim != 5 or position_maps.shape[2] != 3:
         raise ValueError(f"position_maps must be [B, N, 3, H, W], got {list(position_maps.shape)}")
     levels: dict[int, VoxelIndexLevel] = {}
-    views = position_maps.shape[1]
+    views, height, width = position_maps.shape[1], position_maps.shape[3], position_maps.shape[4]
     for cells_per_side, voxel_resolution in grid_levels(latent_size):
+        if height % cells_per_side or width % cells_per_side:
+            continue
         maps_fp16 = position_maps.half()  # the same tensor when already fp16 (upstream's behaviour)
         indices = _voxel_indices_one_grid(maps_fp16, cells_per_side, voxel_resolution)
         levels[views * cells_per_side * cells_per_side] = VoxelIndexLevel(indices, voxel_resolution)

@@ -54,15 +54,25 @@ class Rasterization:
     def __init__(self, face_ids: torch.Tensor, screen: torch.Tensor, w: torch.Tensor, faces: torch.Tensor) -> None:
         self.face_ids = face_ids
         self._inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = (screen, w, faces)
-        self._barycentrics: torch.Tensor | None = None
+        self._covered: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def covered_barycentrics(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(flat indices [P] of the covered pixels in row-major order, their barycentrics [P, 3]);
+        computed on first use."""
+        if self._covered is None:
+            screen, w, faces = self._inputs
+            self._covered = _covered_barycentrics(screen, w, faces, self.face_ids)
+            self._inputs = None
+        return self._covered
 
     @property
     def barycentrics(self) -> torch.Tensor:
-        if self._barycentrics is None:
-            screen, w, faces = self._inputs
-            self._barycentrics = _pixel_barycentrics(screen, w, faces, self.face_ids)
-            self._inputs = None
-        return self._barycentrics
+        height, width = self.face_ids.shape
+        pixel, weights = self.covered_barycentrics()
+        result = torch.zeros((height * width, 3), dtype=torch.float32, device=self.face_ids.device)
+        if pixel.numel():
+            result[pixel] = weights
+        return result.view(height, width, 3)
 
     @property
     def mask(self) -> torch.Tensor:
@@ -243,13 +253,12 @@ def _scatter_rows(face, x0, y0, n_cols, cols, constants, corner_depth, width, ke
     keys.scatter_reduce_(0, pixel, key, reduce="amin")
 
 
-def _pixel_barycentrics(screen, w, faces, face_ids) -> torch.Tensor:
-    """Barycentrics of the winning face at each covered pixel centre, w-corrected and renormalised."""
-    height, width = face_ids.shape
-    result = torch.zeros((height * width, 3), dtype=torch.float32, device=screen.device)
+def _covered_barycentrics(screen, w, faces, face_ids) -> tuple[torch.Tensor, torch.Tensor]:
+    """(flat indices [P] of the covered pixels, their barycentrics [P, 3]), in row-major order."""
+    width = face_ids.shape[1]
     pixel = torch.nonzero(face_ids.view(-1) > 0).squeeze(1)
     if pixel.numel() == 0:
-        return result.view(height, width, 3)
+        return pixel, torch.zeros((0, 3), dtype=torch.float32, device=screen.device)
     face = face_ids.view(-1)[pixel].to(torch.int64) - 1
     corner = faces[face]  # [P, 3]
     a, b, c = screen[corner[:, 0]], screen[corner[:, 1]], screen[corner[:, 2]]
@@ -261,8 +270,20 @@ def _pixel_barycentrics(screen, w, faces, face_ids) -> torch.Tensor:
     beta = beta / w[corner[:, 1]]
     gamma = gamma / w[corner[:, 2]]
     normaliser = 1.0 / ((alpha + beta) + gamma)
-    result[pixel] = torch.stack([alpha * normaliser, beta * normaliser, gamma * normaliser], dim=1)
-    return result.view(height, width, 3)
+    return pixel, torch.stack([alpha * normaliser, beta * normaliser, gamma * normaliser], dim=1)
+
+
+def interpolate_covered(attributes: torch.Tensor, raster: Rasterization, faces: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`interpolate` at the covered pixels only: (flat pixel indices [P], values [P, C]).
+
+    Same numbers as ``interpolate(...)`` at those pixels, without building full images (the UV
+    texel table of a 4096^2 atlas has ~10^7 of them).
+    """
+    faces = faces.to(device=attributes.device, dtype=torch.int64)
+    pixel, weights = raster.covered_barycentrics()
+    corner_values = attributes[faces[raster.face_ids.reshape(-1)[pixel].to(torch.int64) - 1]]  # [P, 3, C]
+    return pixel, (weights.unsqueeze(-1) * corner_values).sum(dim=-2)
 
 
 def interpolate(attributes: torch.Tensor, raster: Rasterization, faces: torch.Tensor) -> torch.Tensor:
@@ -272,12 +293,8 @@ def interpolate(attributes: torch.Tensor, raster: Rasterization, faces: torch.Te
     ``attributes`` (it may differ from the rasterized faces, e.g. UV indices, as long as face order
     matches). Only covered pixels are evaluated.
     """
-    faces = faces.to(device=attributes.device, dtype=torch.int64)
     height, width = raster.face_ids.shape
-    ids = raster.face_ids.reshape(-1)
-    pixel = torch.nonzero(ids > 0).squeeze(1)
-    corner_values = attributes[faces[ids[pixel].to(torch.int64) - 1]]  # [P, 3, C]
-    weights = raster.barycentrics.reshape(-1, 3)[pixel].unsqueeze(-1)
+    pixel, values = interpolate_covered(attributes, raster, faces)
     result = torch.zeros((height * width, attributes.shape[1]), dtype=attributes.dtype, device=attributes.device)
-    result[pixel] = (weights * corner_values).sum(dim=-2)
+    result[pixel] = values
     return result.view(height, width, -1)

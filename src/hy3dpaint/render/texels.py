@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from hy3dpaint.render.rasterizer import interpolate, rasterize
+from hy3dpaint.render.rasterizer import interpolate_covered, rasterize
 
 
 @dataclass
@@ -48,10 +48,9 @@ def build_texel_table(
     ones = torch.ones_like(vtx_uv[:, :1])
     clip = torch.cat([vtx_uv, torch.zeros_like(ones), ones], dim=1) * 2 - 1
     raster = rasterize(clip, uv_idx, texture_size)
-    position = interpolate(vtx_pos, raster, pos_idx)
-    covered = raster.mask
-    grid = torch.nonzero(covered)
-    positions = torch.cat([position[covered], torch.ones_like(position[covered][:, :1])], dim=1)
-    indices = torch.full((texture_size, texture_size), -1, dtype=torch.int64, device=vtx_pos.device)
-    indices[covered] = torch.arange(grid.shape[0], device=vtx_pos.device)
-    return TexelTable(positions=positions, grid=grid, indices=indices)
+    pixel, position = interpolate_covered(vtx_pos, raster, pos_idx)
+    grid = torch.stack([pixel // texture_size, pixel % texture_size], dim=1)
+    positions = torch.cat([position, torch.ones_like(position[:, :1])], dim=1)
+    indices = torch.full((texture_size * texture_size,), -1, dtype=torch.int64, device=vtx_pos.device)
+    indices[pixel] = torch.arange(pixel.shape[0], device=vtx_pos.device)
+    return TexelTable(positions=positions, grid=grid, indices=indices.view(texture_size, texture_size))
