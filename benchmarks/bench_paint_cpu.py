@@ -17,6 +17,10 @@ stage), the neural stage's defaults (6 views, renders 2048, texture 4096). Parts
      texel table), the sparse-solve vertex propagation and the fast NS (far atlas filled by a
      push-pull pyramid, NS on charts + gutter).
 
+   Both sides use the same renderer, texel table and back-projection code (whose kept view
+   rasterizations serve both the condition renders and the bake), so only the bake structure, the
+   unwrap and the inpainting differ.
+
    The view images stand in for the diffusion + super-resolution outputs (functions of the surface
    position, so all views agree: albedo = position colours with a pattern and soft stripes; MR = a
    metal cap with a sharp border and a smoothly varying roughness); making them is not timed.

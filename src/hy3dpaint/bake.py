@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from hy3dpaint.progress import PHASE_BAKE, ProgressCallback, report
 from hy3dpaint.render.mesh_renderer import MeshRenderer
-from hy3dpaint.render.rasterizer import interpolate, rasterize
+from hy3dpaint.render.rasterizer import interpolate
 from hy3dpaint.view_selection import SELECTION_RENDER_SIZE, View, boundary_kernel_size
 
 logger = logging.getLogger(__name__)
@@ -50,6 +50,8 @@ CANNY_LOW, CANNY_HIGH = 30, 80
 SKIP_IF_PAINTED_FRACTION = 0.99
 #: Merged texels with total weight at or below this are unpainted.
 MIN_TOTAL_WEIGHT = 1e-8
+#: Texels projected into a view at once (bounds the temporaries of the back-projection).
+TEXELS_PER_CHUNK = 1 << 18
 
 
 @dataclass
@@ -149,14 +151,7 @@ class ViewSampling:
         height, width, channels = pixels.shape
         if (height, width) != (self.resolution, self.resolution):
             raise ValueError(f"image is {width}x{height}; this sampling was computed for {self.resolution}^2")
-        flat = pixels.reshape(-1, channels)
-
-        def corner(k: int) -> torch.Tensor:
-            return flat.index_select(0, self.corners[:, k])
-
-        top = corner(0) * (1 - self.wx) + corner(1) * self.wx
-        bottom = corner(2) * (1 - self.wx) + corner(3) * self.wx
-        return top * (1 - self.wy) + bottom * self.wy
+        return _bilinear(pixels.reshape(-1, channels), self.corners, self.wx, self.wy)
 
     def project(self, pixels: torch.Tensor) -> ViewProjection:
         """Sample an image ``[R, R, C]`` (float32) into a :class:`ViewProjection`."""
@@ -168,14 +163,25 @@ class ViewSampling:
         return ViewProjection(colors=colors, cos=cos)
 
 
+def _bilinear(flat: torch.Tensor, corners: torch.Tensor, wx: torch.Tensor, wy: torch.Tensor) -> torch.Tensor:
+    """Bilinear colours ``[M, C]`` from a flat image ``[R * R, C]`` at corner indices ``[M, 4]``."""
+
+    def corner(k: int) -> torch.Tensor:
+        return flat.index_select(0, corners[:, k])
+
+    top = corner(0) * (1 - wx) + corner(1) * wx
+    bottom = corner(2) * (1 - wx) + corner(3) * wx
+    return top * (1 - wy) + bottom * wy
+
+
 def view_sampling(
     renderer: MeshRenderer, view: View | tuple[float, float], resolution: int, *, boundary_kernel: int = BOUNDARY_KERNEL
 ) -> ViewSampling:
     """Rasterize a view at ``resolution`` and find, for every texel, whether and where it is seen."""
     elevation, azimuth = (view.elevation, view.azimuth) if isinstance(view, View) else view
-    camera, clip = renderer.camera_and_clip_positions(elevation, azimuth)
+    camera, _clip = renderer.camera_and_clip_positions(elevation, azimuth)
     camera = camera[:, :3] / camera[:, 3:4]
-    raster = rasterize(clip, renderer.pos_idx, (resolution, resolution))
+    raster = renderer.rasterize_view(elevation, azimuth, resolution)  # cached from the condition renders
     corners = camera[renderer.pos_idx]
     normals = F.normalize(torch.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0], dim=-1), dim=-1)
     look = torch.tensor([[0.0, 0.0, -1.0]], device=renderer.device)
@@ -218,33 +224,47 @@ def _back_sample(renderer, resolution, depth, reliable, cos, elevation, azimuth)
     height = width = resolution
     texels = renderer.texels.positions
     projection = renderer.projection
-    view = renderer.view_matrix(elevation, azimuth)
-    if texels.device.type == "cpu":  # float32 products, as the reference
-        camera = (texels @ view.t())[:, :3].t().contiguous()
-    else:  # float64 then rounded: immune to a global TF32 setting
-        camera = (texels.double() @ view.double().t()).float()[:, :3].t().contiguous()
-    x = camera[0] * projection[0, 0]
-    y = camera[1] * projection[1, 1]
-    z = camera[2]
-    inside = (x.abs() <= 1.0) & (y.abs() <= 1.0)
-    fx = (x.clamp(-1, 1) * 0.5 + 0.5) * width
-    fy = (y.clamp(-1, 1) * 0.5 + 0.5) * height
-    ix = fx.to(torch.int32).clamp_(0, width - 1)
-    iy = fy.to(torch.int32).clamp_(0, height - 1)
-    pixel = iy * width + ix
+    view = renderer.view_matrix(elevation, azimuth).t()
+    on_cpu = texels.device.type == "cpu"
+    if not on_cpu:
+        view = view.double()
     weights = cos.reshape(-1)
     usable_depth = torch.where(reliable.reshape(-1) & (weights > 0), depth.reshape(-1), float("nan"))
-    seen = inside & ((z - usable_depth.index_select(0, pixel)).abs() < DEPTH_TOLERANCE)
-    index = torch.nonzero(seen).squeeze(1)
-    x0, y0 = ix.index_select(0, index).long(), iy.index_select(0, index).long()
+    p00, p11 = projection[0, 0], projection[1, 1]
+    parts: list[tuple[torch.Tensor, ...]] = []
+    # Elementwise per texel, so processing the table in chunks gives the same numbers; chunks keep
+    # the temporaries small (cache-resident, no fresh pages for every intermediate).
+    for begin in range(0, texels.shape[0], TEXELS_PER_CHUNK):
+        rows = texels[begin : begin + TEXELS_PER_CHUNK]
+        if on_cpu:  # float32 products, as the reference (each row's product does not depend on the chunk)
+            chunk = (rows @ view)[:, :3]
+        else:  # float64 then rounded: immune to a global TF32 setting
+            chunk = (rows.double() @ view).float()[:, :3]
+        x = chunk[:, 0] * p00
+        y = chunk[:, 1] * p11
+        inside = (x.abs() <= 1.0) & (y.abs() <= 1.0)
+        fx = (x.clamp(-1, 1) * 0.5 + 0.5) * width
+        fy = (y.clamp(-1, 1) * 0.5 + 0.5) * height
+        ix = fx.to(torch.int32).clamp_(0, width - 1)
+        iy = fy.to(torch.int32).clamp_(0, height - 1)
+        pixel = iy * width + ix
+        seen = inside & ((chunk[:, 2] - usable_depth.index_select(0, pixel)).abs() < DEPTH_TOLERANCE)
+        local = torch.nonzero(seen).squeeze(1)
+        parts.append((local + begin, ix.index_select(0, local), iy.index_select(0, local), fx.index_select(0, local),
+                      fy.index_select(0, local), pixel.index_select(0, local)))
+    if not parts:
+        parts.append(tuple(torch.zeros(0, dtype=dtype, device=texels.device)
+                           for dtype in (torch.int64, torch.int32, torch.int32, torch.float32, torch.float32, torch.int32)))
+    index, ix, iy, fx, fy, pixel = (torch.cat(values) for values in zip(*parts))
+    x0, y0 = ix.long(), iy.long()
     x1, y1 = (x0 + 1).clamp(max=width - 1), (y0 + 1).clamp(max=height - 1)
     corners = torch.stack([y0 * width + x0, y0 * width + x1, y1 * width + x0, y1 * width + x1], dim=1)
     return ViewSampling(
         texels=index,
         corners=corners,
-        wx=(fx.index_select(0, index) - x0).unsqueeze(1),
-        wy=(fy.index_select(0, index) - y0).unsqueeze(1),
-        cos=weights.index_select(0, pixel.index_select(0, index)),
+        wx=(fx - x0).unsqueeze(1),
+        wy=(fy - y0).unsqueeze(1),
+        cos=weights.index_select(0, pixel),
         resolution=resolution,
         texel_count=texels.shape[0],
     )
@@ -276,8 +296,7 @@ def texels_to_image(renderer: MeshRenderer, values: torch.Tensor, fill: float = 
     """Scatter per-texel values ``[K, ...]`` into a ``[T, T, ...]`` image (``fill`` elsewhere)."""
     size = renderer.texels.size
     image = torch.full((size * size, *values.shape[1:]), fill, dtype=values.dtype, device=values.device)
-    grid = renderer.texels.grid
-    image[grid[:, 0] * size + grid[:, 1]] = values
+    image[renderer.texels.pixels] = values
     return image.view(size, size, *values.shape[1:])
 
 
@@ -349,10 +368,17 @@ class _SparseMerge:
         if seen_count and painted / seen_count > SKIP_IF_PAINTED_FRACTION:
             logger.debug("view %d skipped: %d of its %d texels already painted", index, painted, seen_count)
             return
-        colors = sampling.sample(pixels)
-        texels = sampling.texels
-        self.merged.index_copy_(0, texels, self.merged.index_select(0, texels) + colors * weight.unsqueeze(1))
-        self.trust.index_copy_(0, texels, self.trust.index_select(0, texels) + weight)
+        if pixels.shape[:2] != (sampling.resolution, sampling.resolution):
+            raise ValueError(f"image is {pixels.shape[1]}x{pixels.shape[0]}; this sampling was computed for "
+                             f"{sampling.resolution}^2")
+        flat = pixels.reshape(-1, pixels.shape[2])
+        # A view sees each texel once, so the update runs chunk by chunk (same numbers, small temporaries).
+        for begin in range(0, sampling.texels.shape[0], TEXELS_PER_CHUNK):
+            part = slice(begin, begin + TEXELS_PER_CHUNK)
+            texels, chunk_weight = sampling.texels[part], weight[part]
+            colors = _bilinear(flat, sampling.corners[part], sampling.wx[part], sampling.wy[part])
+            self.merged.index_copy_(0, texels, self.merged.index_select(0, texels) + colors * chunk_weight.unsqueeze(1))
+            self.trust.index_copy_(0, texels, self.trust.index_select(0, texels) + chunk_weight)
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor]:
         merged = self.merged / torch.clamp(self.trust, min=MIN_TOTAL_WEIGHT).unsqueeze(1)

@@ -293,7 +293,8 @@ def _pulled_unknowns(image: np.ndarray, known: np.ndarray) -> np.ndarray:
     not meaningful). At full resolution an unknown pixel always takes the upsampled coarser level,
     so the finest level is only needed for the push."""
     weight = known.astype(np.float32)
-    values = image.astype(np.float32) * weight[..., None]
+    # The weights are 0 or 1: masking first and converting once gives the same values as image * weight.
+    values = np.where(known[..., None], image, 0).astype(np.float32)
     levels = []
     while min(weight.shape) > 1:
         levels.append((values, weight))
@@ -364,7 +365,8 @@ def inpaint_texture(
     if isinstance(chart_mask, torch.Tensor):
         chart_mask = chart_mask.cpu().numpy()
     texture, mask = vertex_inpaint(texture, mask, vertices, uv, faces, method=vertex_method)
-    texture_uint8 = (texture * 255).astype(np.uint8)
+    np.multiply(texture, np.float32(255), out=texture)  # a new float32 array: scaled in place
+    texture_uint8 = texture.astype(np.uint8)
     if mode == "fast":
         texture_uint8, mask = fill_far_from_charts(texture_uint8, mask, chart_mask)
     return ns_inpaint(texture_uint8, mask)

@@ -12,6 +12,7 @@ the right in the front view (elevation 0, azimuth 0).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 import trimesh
 
 from hy3dpaint.render.camera import CAMERA_DISTANCE, orthographic_projection, view_matrix
-from hy3dpaint.render.rasterizer import Rasterization, interpolate, rasterize
+from hy3dpaint.render.rasterizer import Rasterization, interpolate_covered, rasterize
 from hy3dpaint.render.texels import TexelTable, build_texel_table
 
 #: Normalised size of the mesh in the renderer frame: every vertex is within RENDERER_SCALE / 2 of
@@ -32,6 +33,9 @@ DEFAULT_RENDER_SIZE = 2048
 DEFAULT_TEXTURE_SIZE = 4096
 #: Value of background pixels in normal and position maps (before the (n + 1) / 2 mapping for normals).
 BACKGROUND_VALUE = 1.0
+#: View rasterizations kept per renderer (the neural stage's 6 views: each view is rasterized once
+#: for its condition renders and its bake; about 60 MB each at 2048^2).
+RASTER_CACHE_VIEWS = 6
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,7 @@ class MeshRenderer:
         self.vtx_uv: torch.Tensor | None = None
         self.uv_idx: torch.Tensor | None = None
         self._texels: TexelTable | None = None
-        self._last_raster: tuple[tuple[float, float, int], Rasterization] | None = None
+        self._rasters: OrderedDict[tuple[float, float, int], Rasterization] = OrderedDict()
         if uv is not None:
             uv = np.asarray(uv, dtype=np.float32)
             uv_faces = faces if uv_faces is None else np.asarray(uv_faces)
@@ -185,15 +189,18 @@ class MeshRenderer:
     ) -> Rasterization:
         """Rasterize the mesh as seen from (elevation, azimuth) at ``resolution`` (default render size).
 
-        The last rasterization is kept, so rendering a view's normal and position maps one after the
-        other rasterizes once.
+        The last ``RASTER_CACHE_VIEWS`` rasterizations are kept, so rendering a view's normal and
+        position maps and then baking that view rasterizes it once.
         """
         key = (float(elevation_deg), float(azimuth_deg), int(resolution or self.render_size))
-        if self._last_raster is not None and self._last_raster[0] == key:
-            return self._last_raster[1]
+        if key in self._rasters:
+            self._rasters.move_to_end(key)
+            return self._rasters[key]
         _camera, clip = self.camera_and_clip_positions(elevation_deg, azimuth_deg)
         raster = rasterize(clip, self.pos_idx, key[2])
-        self._last_raster = (key, raster)
+        self._rasters[key] = raster
+        while len(self._rasters) > RASTER_CACHE_VIEWS:
+            self._rasters.popitem(last=False)
         return raster
 
     # ----------------------------------------------------------------------------------------------
@@ -215,10 +222,11 @@ class MeshRenderer:
         In input axes a pixel is ``((1 + n_x) / 2, (1 - n_z) / 2, (1 + n_y) / 2)``; background is 1.
         """
         raster = self.rasterize_view(elevation_deg, azimuth_deg, resolution)
-        face = (raster.face_ids.to(torch.int64) - 1).clamp_min(0)
-        normals = self.face_normals()[face]
-        normals = torch.where(raster.mask.unsqueeze(-1), normals, torch.full_like(normals, BACKGROUND_VALUE))
-        return (normals + 1) * 0.5
+        # One colour per face (row 0: background), gathered per pixel: the same numbers as mapping
+        # every pixel's normal, F instead of R^2 evaluations.
+        normals = self.face_normals()
+        table = torch.cat([torch.full_like(normals[:1], BACKGROUND_VALUE), normals]) + 1
+        return (table * 0.5)[raster.face_ids.to(torch.int64)]
 
     def render_position(self, elevation_deg: float, azimuth_deg: float, resolution: int | None = None) -> torch.Tensor:
         """Position map float32 ``[R, R, 3]`` in [0, 1]: ``0.5 - r' / RENDERER_SCALE``; background is 1.
@@ -227,8 +235,11 @@ class MeshRenderer:
         """
         raster = self.rasterize_view(elevation_deg, azimuth_deg, resolution)
         colors = 0.5 - self.vtx_pos / RENDERER_SCALE
-        position = interpolate(colors, raster, self.pos_idx)
-        return torch.where(raster.mask.unsqueeze(-1), position, torch.full_like(position, BACKGROUND_VALUE))
+        pixel, values = interpolate_covered(colors, raster, self.pos_idx)
+        height, width = raster.face_ids.shape
+        position = torch.full((height * width, 3), BACKGROUND_VALUE, dtype=values.dtype, device=values.device)
+        position[pixel] = values
+        return position.view(height, width, 3)
 
 
 def to_uint8_image(image: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -28,6 +28,9 @@ import torch
 #: Largest number of (triangle, pixel) candidate pairs evaluated at once; bounds peak memory
 #: (roughly 100 bytes per pair).
 PIXELS_PER_CHUNK = 1 << 22
+#: Covered pixels whose barycentrics / interpolated attributes are evaluated at once (bounds the
+#: temporaries; the results do not depend on it).
+PIXELS_PER_PASS = 1 << 18
 #: Triangles at most this many pixels wide are scanned over their bounding box; wider ones row by
 #: row over their extent on each row.
 NARROW_TRIANGLE_PIXELS = 16
@@ -254,23 +257,28 @@ def _scatter_rows(face, x0, y0, n_cols, cols, constants, corner_depth, width, ke
 
 
 def _covered_barycentrics(screen, w, faces, face_ids) -> tuple[torch.Tensor, torch.Tensor]:
-    """(flat indices [P] of the covered pixels, their barycentrics [P, 3]), in row-major order."""
+    """(flat indices [P] of the covered pixels, their barycentrics [P, 3]), in row-major order.
+
+    Elementwise per pixel, computed in chunks of ``PIXELS_PER_PASS`` pixels (same numbers, small
+    temporaries)."""
     width = face_ids.shape[1]
     pixel = torch.nonzero(face_ids.view(-1) > 0).squeeze(1)
-    if pixel.numel() == 0:
-        return pixel, torch.zeros((0, 3), dtype=torch.float32, device=screen.device)
-    face = face_ids.view(-1)[pixel].to(torch.int64) - 1
-    corner = faces[face]  # [P, 3]
-    a, b, c = screen[corner[:, 0]], screen[corner[:, 1]], screen[corner[:, 2]]
-    centre_x = (pixel % width).to(torch.float32) + 0.5
-    centre_y = (pixel // width).to(torch.float32) + 0.5
-    area = _signed_area2(a[:, 0], a[:, 1], b[:, 0], b[:, 1], c[:, 0], c[:, 1])
-    alpha, beta, gamma = _barycentrics(a[:, 0], a[:, 1], b[:, 0], b[:, 1], c[:, 0], c[:, 1], area, centre_x, centre_y)
-    alpha = alpha / w[corner[:, 0]]
-    beta = beta / w[corner[:, 1]]
-    gamma = gamma / w[corner[:, 2]]
-    normaliser = 1.0 / ((alpha + beta) + gamma)
-    return pixel, torch.stack([alpha * normaliser, beta * normaliser, gamma * normaliser], dim=1)
+    result = torch.empty((pixel.numel(), 3), dtype=torch.float32, device=screen.device)
+    for begin in range(0, pixel.numel(), PIXELS_PER_PASS):
+        part = pixel[begin : begin + PIXELS_PER_PASS]
+        face = face_ids.view(-1).index_select(0, part).to(torch.int64) - 1
+        corner = faces.index_select(0, face)  # [p, 3]
+        a, b, c = (screen.index_select(0, corner[:, k]) for k in range(3))
+        centre_x = (part % width).to(torch.float32) + 0.5
+        centre_y = (part // width).to(torch.float32) + 0.5
+        area = _signed_area2(a[:, 0], a[:, 1], b[:, 0], b[:, 1], c[:, 0], c[:, 1])
+        alpha, beta, gamma = _barycentrics(a[:, 0], a[:, 1], b[:, 0], b[:, 1], c[:, 0], c[:, 1], area, centre_x, centre_y)
+        alpha = alpha / w.index_select(0, corner[:, 0])
+        beta = beta / w.index_select(0, corner[:, 1])
+        gamma = gamma / w.index_select(0, corner[:, 2])
+        normaliser = 1.0 / ((alpha + beta) + gamma)
+        torch.stack([alpha * normaliser, beta * normaliser, gamma * normaliser], dim=1, out=result[begin : begin + part.numel()])
+    return pixel, result
 
 
 def interpolate_covered(attributes: torch.Tensor, raster: Rasterization, faces: torch.Tensor
@@ -278,12 +286,18 @@ def interpolate_covered(attributes: torch.Tensor, raster: Rasterization, faces: 
     """:func:`interpolate` at the covered pixels only: (flat pixel indices [P], values [P, C]).
 
     Same numbers as ``interpolate(...)`` at those pixels, without building full images (the UV
-    texel table of a 4096^2 atlas has ~10^7 of them).
+    texel table of a 4096^2 atlas has ~10^7 of them); evaluated ``PIXELS_PER_PASS`` pixels at a time.
     """
     faces = faces.to(device=attributes.device, dtype=torch.int64)
     pixel, weights = raster.covered_barycentrics()
-    corner_values = attributes[faces[raster.face_ids.reshape(-1)[pixel].to(torch.int64) - 1]]  # [P, 3, C]
-    return pixel, (weights.unsqueeze(-1) * corner_values).sum(dim=-2)
+    face_ids = raster.face_ids.reshape(-1)
+    values = torch.empty((pixel.numel(), attributes.shape[1]), dtype=attributes.dtype, device=attributes.device)
+    for begin in range(0, pixel.numel(), PIXELS_PER_PASS):
+        part = pixel[begin : begin + PIXELS_PER_PASS]
+        corner_values = attributes[faces[face_ids.index_select(0, part).to(torch.int64) - 1]]  # [p, 3, C]
+        torch.sum(weights[begin : begin + part.numel()].unsqueeze(-1) * corner_values, dim=-2,
+                  out=values[begin : begin + part.numel()])
+    return pixel, values
 
 
 def interpolate(attributes: torch.Tensor, raster: Rasterization, faces: torch.Tensor) -> torch.Tensor:

@@ -20,12 +20,13 @@ class TexelTable:
 
     ``positions``: float32 ``[K, 4]`` homogeneous renderer-frame points (w = 1);
     ``grid``: int64 ``[K, 2]`` (row, col); ``indices``: int64 ``[size, size]``, index into the
-    table or -1 for texels no triangle covers.
+    table or -1 for texels no triangle covers; ``pixels``: int64 ``[K]``, flat ``row * size + col``.
     """
 
     positions: torch.Tensor
     grid: torch.Tensor
     indices: torch.Tensor
+    pixels: torch.Tensor
 
     @property
     def size(self) -> int:
@@ -53,4 +54,4 @@ def build_texel_table(
     positions = torch.cat([position, torch.ones_like(position[:, :1])], dim=1)
     indices = torch.full((texture_size * texture_size,), -1, dtype=torch.int64, device=vtx_pos.device)
     indices[pixel] = torch.arange(pixel.shape[0], device=vtx_pos.device)
-    return TexelTable(positions=positions, grid=grid, indices=indices.view(texture_size, texture_size))
+    return TexelTable(positions=positions, grid=grid, indices=indices.view(texture_size, texture_size), pixels=pixel)
