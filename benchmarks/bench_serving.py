@@ -54,6 +54,8 @@ RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 EXAMPLE_IMAGE = REPO_ROOT / "examples" / "mug.png"
 #: The benchmark server's log (out/ is git-ignored).
 SERVER_LOG = REPO_ROOT / "out" / "bench-serving-server.log"
+#: Repeated identical requests must be computed, not answered from Triton's response cache.
+NO_CACHE = {"HY3D_CACHE_BYTES": "0"}
 PERF_ANALYZER = Path(sys.executable).with_name("perf_analyzer")
 #: The ensemble's steps, whose compute time Triton's statistics report.
 STAGE_MODELS = ("preprocess", "shape_dit", "paint_pbr")
@@ -122,7 +124,10 @@ def perf_analyzer(url: str, image: np.ndarray, params: dict[str, Any]) -> dict[s
     try:  # perf_analyzer reads one raw file per input from a directory
         (work / contract.IMAGE_INPUT).write_bytes(image.tobytes())
         for parameter in contract.PARAMETERS:
-            (work / parameter.name).write_bytes(contract.parameter_tensor(parameter, params[parameter.key]).tobytes())
+            tensor = contract.parameter_tensor(parameter, params[parameter.key])
+            # A BYTES input's file holds the string itself (perf_analyzer's binary input-data layout).
+            raw = tensor[0] if parameter.triton_dtype == "BYTES" else tensor.tobytes()
+            (work / parameter.name).write_bytes(raw)
         report = work / "report.csv"
         command = [
             str(PERF_ANALYZER), "-m", contract.ENSEMBLE_MODEL, "-u", url, "-i", "http",
@@ -150,7 +155,7 @@ def benchmark(image: np.ndarray, params: dict[str, Any], repeats: int) -> dict[s
     request = {p.key: params[p.key] for p in contract.PARAMETERS}
     runs: dict[str, list[Any]] = {"in_process": [], "http": [], "grpc": [], "http_overhead": [],
                                   "grpc_overhead": []}
-    startup_s, server = timed(lambda: ServeProcess(LAUNCHER_COMMAND, SERVER_LOG).start())
+    startup_s, server = timed(lambda: ServeProcess(LAUNCHER_COMMAND, SERVER_LOG, env=NO_CACHE).start())
     try:
         local = InProcess()
         http = Hy3DClient(server.http_url, "http", timeout_s=REQUEST_TIMEOUT_S)

@@ -7,14 +7,15 @@ import pytest
 from hy3d_client import contract
 from hy3d_client.contract import ContractError
 
-# The defaults of the serverless worker this service replaces (issue 2).
+# The defaults of the serverless worker this service replaces (issue 2), and the texture format (issue 13:
+# compact JPEG textures by default).
 WORKER_DEFAULTS = {
     "remove_background": True, "texture": True, "seed": 1234, "octree_resolution": 256,
-    "num_inference_steps": 5, "guidance_scale": 5.0, "face_count": 40000,
+    "num_inference_steps": 5, "guidance_scale": 5.0, "face_count": 40000, "texture_format": "jpeg",
 }
 WORKER_DTYPES = {
     "REMOVE_BACKGROUND": "BOOL", "TEXTURE": "BOOL", "SEED": "INT64", "OCTREE_RESOLUTION": "INT32",
-    "NUM_INFERENCE_STEPS": "INT32", "GUIDANCE_SCALE": "FP32", "FACE_COUNT": "INT32",
+    "NUM_INFERENCE_STEPS": "INT32", "GUIDANCE_SCALE": "FP32", "FACE_COUNT": "INT32", "TEXTURE_FORMAT": "BYTES",
 }
 
 

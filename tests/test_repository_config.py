@@ -34,9 +34,9 @@ def tensors_by_name(entries) -> dict:
     return {entry.name: entry for entry in entries}
 
 
-def test_repository_holds_exactly_the_four_models_each_with_a_version_directory():
+def test_repository_holds_exactly_the_stages_the_ensemble_the_stream_and_the_texture_model():
     models = sorted(p.name for p in REPOSITORY.iterdir() if p.is_dir())
-    assert models == sorted((*STAGES, contract.ENSEMBLE_MODEL))
+    assert models == sorted((*STAGES, contract.ENSEMBLE_MODEL, contract.STREAM_MODEL, contract.TEXTURE_MODEL))
     for model in models:
         assert load_config(model).name == model
         assert (REPOSITORY / model / "1").is_dir()
@@ -44,6 +44,10 @@ def test_repository_holds_exactly_the_four_models_each_with_a_version_directory(
         assert (REPOSITORY / stage / "1" / "model.py").is_file()
         assert load_config(stage).backend == "python"
     assert load_config(contract.ENSEMBLE_MODEL).platform == "ensemble"
+    assert (REPOSITORY / contract.TEXTURE_MODEL / "1" / "model.py").is_file()
+    assert load_config(contract.TEXTURE_MODEL).backend == "python"
+    stream = load_config(contract.STREAM_MODEL)
+    assert stream.backend == "python" and stream.model_transaction_policy.decoupled
 
 
 def test_ensemble_inputs_match_the_contract_names_dtypes_dims_and_optional_flags():
@@ -60,6 +64,27 @@ def test_ensemble_inputs_match_the_contract_names_dtypes_dims_and_optional_flags
         assert dtype_name(entry.data_type) == CONFIG_DTYPES[parameter.triton_dtype], parameter.name
         assert list(entry.dims) == [1], parameter.name
         assert entry.optional, parameter.name
+
+
+def test_texture_model_takes_mesh_image_and_its_parameters_and_answers_like_the_ensemble():
+    config = load_config(contract.TEXTURE_MODEL)
+    inputs = tensors_by_name(config.input)
+    assert set(inputs) == {contract.MESH_INPUT, contract.IMAGE_INPUT, *contract.TEXTURE_MODEL_PARAMETERS}
+    assert dtype_name(inputs[contract.MESH_INPUT].data_type) == CONFIG_DTYPES[contract.MESH_DTYPE]
+    assert list(inputs[contract.MESH_INPUT].dims) == [1]
+    assert list(inputs[contract.IMAGE_INPUT].dims) == [-1, -1, -1]
+    # MESH and IMAGE are required by the contract, declared optional so the model refuses a request
+    # without one naming it.
+    assert all(entry.optional for entry in inputs.values())
+    for name in contract.TEXTURE_MODEL_PARAMETERS:
+        parameter = contract.PARAMETERS_BY_NAME[name]
+        assert dtype_name(inputs[name].data_type) == CONFIG_DTYPES[parameter.triton_dtype], name
+        assert list(inputs[name].dims) == [1], name
+    ensemble_outputs = {entry.name: (entry.data_type, list(entry.dims))
+                        for entry in load_config(contract.ENSEMBLE_MODEL).output}
+    assert {entry.name: (entry.data_type, list(entry.dims)) for entry in config.output} == ensemble_outputs
+    assert config.max_batch_size == 0 and config.instance_group[0].count >= 1
+    assert not config.parameters
 
 
 def test_ensemble_outputs_match_the_contract():

@@ -15,11 +15,12 @@ if TYPE_CHECKING:
     from .errors import ConfigurationError, Hy3DError, ServerError, UploadError
     from .request import GenerationResult
     from .retry import RetryPolicy
-    from .sdk import Hy3DClient, generate
+    from .sdk import Hy3DClient, generate, texture
     from .worker import handle, worker_fn
 
 _LAZY_EXPORTS = {
     "generate": ".sdk",
+    "texture": ".sdk",
     "Hy3DClient": ".sdk",
     "GenerationResult": ".request",
     "RetryPolicy": ".retry",
@@ -42,6 +43,7 @@ __all__ = [
     "UploadError",
     "generate",
     "handle",
+    "texture",
     "worker_fn",
 ]
 

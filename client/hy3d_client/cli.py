@@ -2,6 +2,7 @@
 
     hy3d-client generate chair.png --out chair.glb --seed 7 --no-texture
     hy3d-client generate chair.png --upload
+    hy3d-client texture chair.obj chair.png --out chair.glb --texture-format png
     hy3d-client job job.json
 
 The parameter flags are derived from the contract's parameter table. Results are printed as JSON on
@@ -20,13 +21,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .contract import PARAMETERS, ContractError, Parameter, validate_parameters
+from .contract import (
+    PARAMETERS,
+    PARAMETERS_BY_NAME,
+    TEXTURE_MODEL_PARAMETERS,
+    ContractError,
+    Parameter,
+    validate_parameters,
+)
 from .errors import ConfigurationError, Hy3DError
 from .images import load_image
-from .progress import Spinner
+from .meshes import load_mesh_file
+from .progress import ProgressDisplay, Spinner, default_mode
 from .r2 import R2Uploader
 from .redaction import redact
-from .request import InferenceRequest
+from .request import GenerationResult, InferenceRequest, TextureRequest
 from .sdk import Hy3DClient
 from .settings import DEFAULT_TRITON_URLS, PROTOCOLS, TRITON_PROTOCOL_ENV, TRITON_TIMEOUT_ENV, TRITON_URL_ENV
 from .worker import handle, unwrap_job
@@ -49,15 +58,21 @@ def flag_of(parameter: Parameter) -> str:
     return FLAG_ALIASES.get(parameter.key, "--" + parameter.key.replace("_", "-"))
 
 
-def add_parameter_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per contract parameter; unset flags stay ``None`` (the contract's default applies)."""
+def add_parameter_flags(parser: argparse.ArgumentParser, parameters: Sequence[Parameter] = PARAMETERS) -> None:
+    """One flag per contract parameter (of ``parameters``); unset flags stay ``None`` (the default applies)."""
     group = parser.add_argument_group("generation parameters (defaults from the request contract)")
-    for parameter in PARAMETERS:
+    for parameter in parameters:
         long_flag = "--" + parameter.key.replace("_", "-")
         if parameter.triton_dtype == "BOOL":
             group.add_argument(
                 long_flag, dest=parameter.key, action=argparse.BooleanOptionalAction, default=None,
                 help=f"{parameter.description} (default: {'on' if parameter.default else 'off'})",
+            )
+            continue
+        if parameter.choices:
+            group.add_argument(
+                long_flag, dest=parameter.key, choices=parameter.choices, default=None,
+                help=f"{parameter.description} (default: {parameter.default})",
             )
             continue
         is_integer = parameter.triton_dtype.startswith("INT")
@@ -71,7 +86,7 @@ def add_parameter_flags(parser: argparse.ArgumentParser) -> None:
 
 def parameters_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The parameters given on the command line (``{key: value}``), unset ones left out."""
-    return {p.key: getattr(args, p.key) for p in PARAMETERS if getattr(args, p.key) is not None}
+    return {p.key: getattr(args, p.key) for p in PARAMETERS if getattr(args, p.key, None) is not None}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,12 +105,28 @@ def build_parser() -> argparse.ArgumentParser:
                              help="upload to R2 (CF_R2_* variables) and print a presigned download URL")
     add_parameter_flags(generate)
     _add_server_flags(generate)
+    _add_progress_flags(generate)
+
+    texture = commands.add_parser("texture", help="texture an existing mesh after an image", description=(
+        "Paint PBR textures on MESH (a GLB, OBJ or PLY file; +Y up, front towards +Z) after IMAGE and write "
+        "the GLB to a file (default: the mesh's name with .glb, in the current directory) or upload it to "
+        "R2. The mesh is centred and scaled to the shape stage's bounds, and reduced only if it has more "
+        "faces than --face-count. Prints a JSON summary on stdout."))
+    texture.add_argument("mesh", metavar="MESH", help="mesh file (GLB, OBJ or PLY)")
+    texture.add_argument("image", metavar="IMAGE", help="image file (PNG, JPEG, WebP, ...)")
+    texture_destination = texture.add_mutually_exclusive_group()
+    texture_destination.add_argument("--out", metavar="FILE.glb", type=Path, help="where to write the GLB")
+    texture_destination.add_argument("--upload", action="store_true",
+                                     help="upload to R2 (CF_R2_* variables) and print a presigned download URL")
+    add_parameter_flags(texture, [PARAMETERS_BY_NAME[name] for name in TEXTURE_MODEL_PARAMETERS])
+    _add_server_flags(texture)
 
     job = commands.add_parser("job", help="run a worker job (JSON) and print the worker's response", description=(
         "Run a serverless-worker job: JOB.json holds {\"image\": <base64>, ...} (or {\"input\": {...}}); "
         "the GLB is uploaded to R2 and the response JSON printed on stdout."))
     job.add_argument("job_file", metavar="JOB.json", help=f"job file, or {STDIN_MARKER} for stdin")
     _add_server_flags(job)
+    _add_progress_flags(job)
     return parser
 
 
@@ -109,6 +140,12 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
                        help=f"seconds per attempt (default: ${TRITON_TIMEOUT_ENV}, else 600)")
 
 
+def _add_progress_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help=(
+        "no progress display on stderr (default: a progress bar with the phase, percent, elapsed time and "
+        "ETA on a terminal, plain lines otherwise; live progress needs gRPC)"))
+
+
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Run the CLI; return the exit status."""
     stdout = stdout or sys.stdout
@@ -119,6 +156,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     try:
         if args.command == "generate":
             return _generate(args, stdout, stderr)
+        if args.command == "texture":
+            return _texture(args, stdout, stderr)
         return _run_job(args, stdout, stderr)
     except (ContractError, ConfigurationError) as error:
         _fail(stderr, _as_flag_error(error))
@@ -127,7 +166,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
         _fail(stderr, str(error))
         return EXIT_FAILURE
     except KeyboardInterrupt:
-        _fail(stderr, "interrupted")
+        _fail(stderr, "interrupted (a streamed request was cancelled on the server)")
         return EXIT_INTERRUPTED
 
 
@@ -142,8 +181,7 @@ def _generate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     validate_parameters(parameters)
     request = InferenceRequest.build(load_image(Path(args.image), field="IMAGE"), parameters)
     uid = str(uuid.uuid4())
-    with Spinner(f"generating on {client.settings.url}", stderr):
-        result = client.send(request, request_id=uid)
+    result = _send_showing_progress(client, request, uid, args, stderr)
     if uploader is not None:
         with Spinner("uploading", stderr):
             uploaded = uploader.upload_glb(result.glb, uid)
@@ -161,6 +199,53 @@ def _generate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     return EXIT_OK
 
 
+def _texture(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    # As for generate: everything that can be checked is checked before the request is sent.
+    client = Hy3DClient(args.url, args.protocol, timeout_s=args.timeout_s)
+    uploader = R2Uploader.from_env(retry=client.retry) if args.upload else None
+    out = args.out or Path(Path(args.mesh).stem + GLB_SUFFIX)
+    if uploader is None and not out.parent.is_dir():
+        raise ConfigurationError("--out", f"folder {out.parent} does not exist")
+    parameters = parameters_from_args(args)
+    validate_parameters(parameters, names=TEXTURE_MODEL_PARAMETERS)
+    mesh = load_mesh_file(Path(args.mesh), field="MESH")
+    request = TextureRequest.build(mesh, load_image(Path(args.image), field="IMAGE"), parameters)
+    uid = str(uuid.uuid4())
+    with Spinner(f"texturing on {client.settings.url}", stderr):
+        result = client.send_texture(request, request_id=uid)
+    return _deliver(result, uid, uploader, out, stdout, stderr)
+
+
+def _deliver(result: GenerationResult, uid: str, uploader: R2Uploader | None, out: Path, stdout: TextIO,
+             stderr: TextIO) -> int:
+    """Upload the GLB or write it to ``out``; print the JSON summary."""
+    if uploader is not None:
+        with Spinner("uploading", stderr):
+            uploaded = uploader.upload_glb(result.glb, uid)
+        summary: dict[str, Any] = {"download_url": uploaded.download_url, "textured": result.textured,
+                                   "seed": result.seed, "uid": uid}
+    else:
+        try:
+            out.write_bytes(result.glb)
+        except OSError as error:
+            _fail(stderr, f"--out: cannot write {out}: {error.strerror or error}")
+            return EXIT_FAILURE
+        summary = {"path": str(out), "bytes": len(result.glb), "textured": result.textured,
+                   "seed": result.seed, "engine": result.engine, "uid": uid}
+    stdout.write(json.dumps(summary) + "\n")
+    return EXIT_OK
+
+
+def _send_showing_progress(client: Hy3DClient, request: InferenceRequest, uid: str, args: argparse.Namespace,
+                           stderr: TextIO) -> GenerationResult:
+    """Send ``request``; over gRPC it streams from hy3d_stream and the display shows its progress (Ctrl-C
+    cancels it on the server); over HTTP the plain ensemble runs and the display shows the elapsed time."""
+    streamed = client.settings.protocol == "grpc"
+    with ProgressDisplay(f"generating on {client.settings.url}", stderr, mode=default_mode(stderr, args.quiet),
+                         determinate=streamed) as display:
+        return client.send(request, request_id=uid, progress=display.update if streamed else None)
+
+
 def _run_job(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     source = "stdin" if args.job_file == STDIN_MARKER else args.job_file
     try:
@@ -174,8 +259,10 @@ def _run_job(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         _fail(stderr, f"JOB.json: {source} is not valid JSON: {error}")
         return EXIT_USAGE
     client = Hy3DClient(args.url, args.protocol, timeout_s=args.timeout_s)
-    with Spinner(f"running job on {client.settings.url}", stderr):
-        response = handle(unwrap_job(job), client=client)
+    streamed = client.settings.protocol == "grpc"
+    with ProgressDisplay(f"running job on {client.settings.url}", stderr, mode=default_mode(stderr, args.quiet),
+                         determinate=streamed) as display:
+        response = handle(unwrap_job(job), client=client, progress=display.update if streamed else None)
     stdout.write(json.dumps(response) + "\n")
     if "error" in response:
         _fail(stderr, response["error"])

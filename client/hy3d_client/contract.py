@@ -1,6 +1,7 @@
 """The request contract of ``hy3d_ensemble``: the one source of truth.
 
-Tensor names, dtypes, defaults and allowed ranges of every input and output, and the image limits.
+Tensor names, dtypes, defaults and allowed ranges of every input and output, and the image limits;
+also the inputs and mesh-file limits of ``hy3d_texture``, which textures a mesh the caller sends.
 The Triton models (``model_repository/*/1/model.py``), the ``config.pbtxt`` files (checked by a test),
 the client SDK and the worker-compatible JSON handler all read this module. It depends on numpy only.
 
@@ -11,7 +12,7 @@ the serverless worker we replace and by Python keyword arguments (``seed``).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,39 @@ ENGINE_OUTPUT = "ENGINE"  # BYTES [1]: which engines produced the asset, e.g. b"
 #: Triton name of the ensemble.
 ENSEMBLE_MODEL = "hy3d_ensemble"
 
+# --------------------------------------------------------------------------------------------------
+# Texturing an existing mesh (model ``hy3d_texture``)
+# --------------------------------------------------------------------------------------------------
+
+#: Triton name of the model that textures a mesh the caller sends.
+TEXTURE_MODEL = "hy3d_texture"
+#: Name of the mesh input tensor (BYTES ``[1]``: the bytes of one GLB, OBJ or PLY file) and of the job key.
+MESH_INPUT = "MESH"
+MESH_KEY = "mesh"
+MESH_DTYPE = "BYTES"
+#: Accepted mesh file formats, told apart by their content: GLB starts with ``glTF``, PLY with ``ply``,
+#: anything else that is text is read as OBJ.
+MESH_FILE_FORMATS = ("glb", "obj", "ply")
+#: Largest accepted mesh file, in bytes (checked before it is parsed).
+MAX_MESH_FILE_BYTES = 64 * 1024 * 1024
+#: Most triangles a mesh file may hold (polygons count once triangulated); more than ``FACE_COUNT``
+#: are reduced by quadric decimation, so this bounds the reduction work.
+MAX_MESH_FILE_FACES = 1_000_000
+#: Most vertices a mesh file may hold (every triangle with its own three corners).
+MAX_MESH_FILE_VERTICES = 3 * MAX_MESH_FILE_FACES
+#: Bytes at the start of a file that must hold no NUL byte for it to be read as OBJ text.
+MESH_TEXT_PROBE_BYTES = 64 * 1024
+
+# Streaming (docs/streaming.md): the decoupled model ``hy3d_stream`` takes the ensemble's inputs and sends
+# progress responses (STAGE + PROGRESS), then one final response with the ensemble's outputs and PROGRESS 1.
+#: Triton name of the streaming model (gRPC streaming only).
+STREAM_MODEL = "hy3d_stream"
+STAGE_OUTPUT = "STAGE"  # BYTES [1]: the phase a progress response reports, one of PHASES
+PROGRESS_OUTPUT = "PROGRESS"  # FP32 [1]: overall progress in [0, 1], never decreasing; 1 on the final response
+#: Stable phase names, in the order they run (the texture phases only when TEXTURE is true).
+PHASES = ("preprocess", "shape:denoise", "shape:decode", "shape:postprocess", "paint:uv", "paint:render",
+          "paint:diffusion", "paint:upscale", "paint:bake", "export")
+
 # numpy dtype for each Triton dtype used here.
 NUMPY_DTYPES: dict[str, Any] = {
     "BOOL": np.bool_,
@@ -67,15 +101,16 @@ class ContractError(ValueError):
 
 @dataclass(frozen=True)
 class Parameter:
-    """One optional scalar parameter of a request."""
+    """One optional scalar parameter of a request: a boolean, a number in a range or one of a few words."""
 
     name: str  # Triton tensor name
     key: str  # JSON job key and Python keyword
-    triton_dtype: str  # "BOOL", "INT32", "INT64" or "FP32"
-    default: bool | int | float
+    triton_dtype: str  # "BOOL", "INT32", "INT64", "FP32" or "BYTES" (with choices)
+    default: bool | int | float | str
     minimum: int | float | None = None
     maximum: int | float | None = None
     description: str = ""
+    choices: tuple[str, ...] = ()  # the allowed words of a BYTES parameter (UTF-8, exact spelling)
 
     @property
     def numpy_dtype(self) -> Any:
@@ -86,14 +121,17 @@ class Parameter:
         """Human-readable description of the allowed values, used in error messages and docs."""
         if self.triton_dtype == "BOOL":
             return "a boolean (true/false)"
+        if self.choices:
+            return f"one of {', '.join(self.choices)}"
         kind = "an integer" if self.triton_dtype.startswith("INT") else "a finite number"
         return f"{kind} in [{self.minimum}, {self.maximum}]"
 
-    def coerce(self, value: Any, field: str | None = None) -> bool | int | float:
-        """Check ``value`` against type and range; return it as a plain Python value.
+    def coerce(self, value: Any, field: str | None = None) -> bool | int | float | str:
+        """Check ``value`` against type and range (or choices); return it as a plain Python value.
 
         Raises ``ContractError`` naming ``field`` (default: the JSON key) and what is allowed.
-        Strings are never converted ("5" is not a number); bools are not integers.
+        Strings are never converted ("5" is not a number); bools are not integers. A choice is a
+        ``str`` or UTF-8 ``bytes`` (as a BYTES tensor holds it), spelled exactly as in ``choices``.
         """
         field = field or self.key
         if isinstance(value, np.ndarray):
@@ -106,6 +144,8 @@ class Parameter:
             if not isinstance(value, bool):
                 raise ContractError(field, f"expected {self.allowed}, got {_describe(value)}")
             return value
+        if self.choices:
+            return self._coerce_choice(value, field)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ContractError(field, f"expected {self.allowed}, got {_describe(value)}")
         if self.triton_dtype.startswith("INT"):
@@ -121,6 +161,18 @@ class Parameter:
             self.maximum is not None and value > self.maximum
         ):
             raise ContractError(field, f"{value!r} is out of range; expected {self.allowed}")
+        return value
+
+    def _coerce_choice(self, value: Any, field: str) -> str:
+        if isinstance(value, (bytes, bytearray)):
+            try:
+                value = bytes(value).decode("utf-8")
+            except UnicodeDecodeError:
+                raise ContractError(field, f"expected {self.allowed}, got bytes that are not UTF-8") from None
+        if not isinstance(value, str):
+            raise ContractError(field, f"expected {self.allowed}, got {_describe(value)}")
+        if value not in self.choices:
+            raise ContractError(field, f"{_describe(value)} is not allowed; expected {self.allowed}")
         return value
 
 
@@ -140,11 +192,17 @@ PARAMETERS: tuple[Parameter, ...] = (
               description="Classifier-free guidance scale of the shape model."),
     Parameter("FACE_COUNT", "face_count", "INT32", 40000, 1000, 200000,
               description="Maximum number of faces of the output mesh (quadric decimation)."),
+    Parameter("TEXTURE_FORMAT", "texture_format", "BYTES", "jpeg",
+              description="Image format of the GLB's textures: jpeg (compact), png (lossless) or webp "
+                          "(smallest; needs a viewer with EXT_texture_webp).",
+              choices=("jpeg", "png", "webp")),
 )
 
 PARAMETERS_BY_NAME: dict[str, Parameter] = {p.name: p for p in PARAMETERS}
 PARAMETERS_BY_KEY: dict[str, Parameter] = {p.key: p for p in PARAMETERS}
-DEFAULTS: dict[str, bool | int | float] = {p.key: p.default for p in PARAMETERS}
+DEFAULTS: dict[str, bool | int | float | str] = {p.key: p.default for p in PARAMETERS}
+#: The parameters ``hy3d_texture`` takes (Triton tensor names): no shape parameters, always textured.
+TEXTURE_MODEL_PARAMETERS = ("REMOVE_BACKGROUND", "SEED", "FACE_COUNT", "TEXTURE_FORMAT")
 
 
 def _describe(value: Any) -> str:
@@ -154,19 +212,23 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}" if not isinstance(value, (list, dict)) else type(value).__name__
 
 
-def validate_parameters(values: Mapping[str, Any], *, by: str = "key") -> dict[str, bool | int | float]:
+def validate_parameters(
+    values: Mapping[str, Any], *, by: str = "key", names: Iterable[str] | None = None
+) -> dict[str, bool | int | float | str]:
     """Fill defaults and check every parameter; return ``{key: value}`` for all parameters.
 
     ``values`` is keyed by JSON key (``by="key"``) or by Triton tensor name (``by="name"``).
-    Unknown entries, wrong types and out-of-range values raise ``ContractError`` naming the entry.
-    A value of ``None`` means "use the default".
+    ``names`` (Triton tensor names, e.g. :data:`TEXTURE_MODEL_PARAMETERS`) restricts the request to
+    those parameters; default: all of them. Unknown entries, wrong types and out-of-range values
+    raise ``ContractError`` naming the entry. A value of ``None`` means "use the default".
     """
-    table = PARAMETERS_BY_KEY if by == "key" else PARAMETERS_BY_NAME
+    parameters = PARAMETERS if names is None else tuple(PARAMETERS_BY_NAME[name] for name in names)
+    table = {(p.key if by == "key" else p.name): p for p in parameters}
     unknown = sorted(set(values) - set(table))
     if unknown:
         raise ContractError(unknown[0], f"unknown parameter; allowed: {', '.join(sorted(table))}")
-    result: dict[str, bool | int | float] = {}
-    for p in PARAMETERS:
+    result: dict[str, bool | int | float | str] = {}
+    for p in parameters:
         label = p.key if by == "key" else p.name
         raw = values.get(label)
         result[p.key] = p.default if raw is None else p.coerce(raw, field=label)
@@ -202,5 +264,37 @@ def check_image_size(width: int, height: int, field: str = IMAGE_INPUT) -> None:
 
 
 def parameter_tensor(p: Parameter, value: Any) -> np.ndarray:
-    """The ``[1]`` numpy array that carries parameter ``p`` in a Triton request."""
-    return np.array([p.coerce(value)], dtype=p.numpy_dtype)
+    """The ``[1]`` numpy array that carries parameter ``p`` in a Triton request (UTF-8 bytes for BYTES)."""
+    checked = p.coerce(value)
+    if p.triton_dtype == "BYTES":
+        return np.array([str(checked).encode("utf-8")], dtype=np.object_)
+    return np.array([checked], dtype=p.numpy_dtype)
+
+
+def mesh_file_format(data: Any, field: str = MESH_INPUT) -> str:
+    """Check the bytes of a mesh file (type, size, format) and return its format: ``glb``, ``obj`` or ``ply``.
+
+    The format is told by the content: a GLB starts with ``glTF``, a PLY with ``ply`` and a line
+    break; anything else must be text (no NUL byte in its first ``MESH_TEXT_PROBE_BYTES``) and is
+    read as OBJ. Whether the file parses is checked by the server. Raises ``ContractError`` naming
+    ``field`` when ``data`` is not bytes, is empty, is larger than ``MAX_MESH_FILE_BYTES`` or is a
+    binary file of another kind.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ContractError(field, f"expected the bytes of a GLB, OBJ or PLY file, got {type(data).__name__}")
+    size = len(data)
+    if size == 0:
+        raise ContractError(field, "empty; expected the bytes of a GLB, OBJ or PLY file")
+    if size > MAX_MESH_FILE_BYTES:
+        raise ContractError(field, f"mesh file is {size} bytes; at most {MAX_MESH_FILE_BYTES} bytes allowed")
+    head = bytes(data[:MESH_TEXT_PROBE_BYTES])
+    if head.startswith(b"glTF"):
+        return "glb"
+    if head.startswith((b"ply\n", b"ply\r\n")):
+        return "ply"
+    if head.lstrip()[:1] == b"{":
+        raise ContractError(field, "this looks like glTF JSON (.gltf); send the binary .glb, which embeds its buffers")
+    if b"\x00" in head:
+        raise ContractError(field, "not a GLB, OBJ or PLY file (a GLB starts with 'glTF', a PLY with 'ply'; "
+                                   "an OBJ is text)")
+    return "obj"

@@ -3,10 +3,13 @@
 The object is uploaded from memory (no local file) as ``hunyuan3d-21-<uid>.glb`` with content type
 ``model/gltf-binary``. Configuration comes from the environment; credentials are registered for
 redaction as soon as they are read, so no message or log line of this package shows them.
+boto3 is an optional dependency (``pip install 'hy3d-client[upload]'``): it is imported only when an
+upload is made, and an uploader made without it fails at once with a message saying what to install.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from collections.abc import Mapping
@@ -40,6 +43,8 @@ MAX_URL_EXPIRY_S = 7 * 24 * 3600
 #: Socket timeouts of the store client, in seconds.
 S3_CONNECT_TIMEOUT_S = 10.0
 S3_READ_TIMEOUT_S = 60.0
+#: How to install the optional upload dependency (boto3).
+UPLOAD_EXTRA_HINT = "pip install 'hy3d-client[upload]' (or pip install boto3)"
 #: S3 error codes worth another attempt (besides any HTTP 5xx or 429).
 TRANSIENT_S3_ERROR_CODES = frozenset(
     {"SlowDown", "Throttling", "ThrottlingException", "TooManyRequests", "RequestLimitExceeded",
@@ -118,6 +123,9 @@ class R2Uploader:
     """Uploads GLB bytes with boto3 and presigns their download URL."""
 
     def __init__(self, settings: R2Settings, retry: RetryPolicy | None = None):
+        """Raises ``UploadError`` naming the package to install when boto3 is missing (it is not imported here)."""
+        if importlib.util.find_spec("boto3") is None:
+            raise UploadError(f"uploading the GLB needs boto3, which is not installed: {UPLOAD_EXTRA_HINT}")
         self.settings = settings
         self.retry = retry or RetryPolicy()
         self._s3: Any = None

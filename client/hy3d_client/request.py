@@ -19,9 +19,14 @@ from .contract import (
     GLB_OUTPUT,
     IMAGE_DTYPE,
     IMAGE_INPUT,
+    MESH_DTYPE,
+    MESH_INPUT,
     PARAMETERS,
+    PARAMETERS_BY_NAME,
     SEED_OUTPUT,
+    TEXTURE_MODEL_PARAMETERS,
     TEXTURED_OUTPUT,
+    mesh_file_format,
     parameter_tensor,
     validate_image,
     validate_parameters,
@@ -54,16 +59,52 @@ class InferenceRequest:
 
     def triton_inputs(self, protocol_module: ModuleType) -> list[Any]:
         """``InferInput`` objects of ``tritonclient.http`` or ``tritonclient.grpc``, binary data set."""
-        inputs = []
-        is_http = protocol_module.__name__.endswith(".http")
-        for name, dtype, array in self.tensors():
-            tensor = protocol_module.InferInput(name, list(array.shape), dtype)
-            if is_http:
-                tensor.set_data_from_numpy(array, binary_data=True)
-            else:
-                tensor.set_data_from_numpy(array)
-            inputs.append(tensor)
-        return inputs
+        return _triton_inputs(self.tensors(), protocol_module)
+
+
+@dataclass(frozen=True)
+class TextureRequest:
+    """A validated ``hy3d_texture`` request: the mesh file's bytes, the image and the parameters that model
+    takes (``{key: value}``, see ``TEXTURE_MODEL_PARAMETERS``). Sent like :class:`InferenceRequest`."""
+
+    mesh: bytes
+    image: np.ndarray
+    parameters: Mapping[str, bool | int | float | str]
+
+    @classmethod
+    def build(cls, mesh: bytes, image: np.ndarray, parameters: Mapping[str, Any]) -> TextureRequest:
+        """Validate ``mesh`` (the bytes of a GLB, OBJ or PLY file, within ``MAX_MESH_FILE_BYTES``), ``image``
+        and ``parameters`` (JSON keys of ``TEXTURE_MODEL_PARAMETERS``; missing or None means the default).
+        Raises ``ContractError`` naming the offending field."""
+        values = validate_parameters(parameters, by="key", names=TEXTURE_MODEL_PARAMETERS)
+        mesh_file_format(mesh, MESH_INPUT)
+        return cls(mesh=bytes(mesh), image=validate_image(image), parameters=values)
+
+    def tensors(self) -> list[tuple[str, str, np.ndarray]]:
+        """``(tensor name, Triton dtype, array)`` for the mesh, the image and then every parameter."""
+        tensors = [(MESH_INPUT, MESH_DTYPE, np.array([self.mesh], dtype=np.object_)),
+                   (IMAGE_INPUT, IMAGE_DTYPE, self.image)]
+        for name in TEXTURE_MODEL_PARAMETERS:
+            parameter = PARAMETERS_BY_NAME[name]
+            tensors.append((name, parameter.triton_dtype, parameter_tensor(parameter, self.parameters[parameter.key])))
+        return tensors
+
+    def triton_inputs(self, protocol_module: ModuleType) -> list[Any]:
+        """``InferInput`` objects of ``tritonclient.http`` or ``tritonclient.grpc``, binary data set."""
+        return _triton_inputs(self.tensors(), protocol_module)
+
+
+def _triton_inputs(tensors: list[tuple[str, str, np.ndarray]], protocol_module: ModuleType) -> list[Any]:
+    inputs = []
+    is_http = protocol_module.__name__.endswith(".http")
+    for name, dtype, array in tensors:
+        tensor = protocol_module.InferInput(name, list(array.shape), dtype)
+        if is_http:
+            tensor.set_data_from_numpy(array, binary_data=True)
+        else:
+            tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    return inputs
 
 
 def requested_outputs(protocol_module: ModuleType) -> list[Any]:

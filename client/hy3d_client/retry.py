@@ -1,4 +1,8 @@
-"""Retry transient failures with exponential backoff."""
+"""Retry failures with exponential backoff; the caller says which failures are safe to retry.
+
+Towards Triton that is only what cannot have reached a model (see :mod:`hy3d_client.transport`); a
+timeout is never retried there, so that a slow request is not sent again while it still runs.
+"""
 
 from __future__ import annotations
 

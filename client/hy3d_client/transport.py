@@ -1,15 +1,19 @@
 """One inference call to Triton over HTTP or gRPC with the official ``tritonclient``, with retries.
 
-Transient failures are retried (see :mod:`hy3d_client.retry`): connection refused or reset, timeouts,
-gRPC ``UNAVAILABLE`` / ``DEADLINE_EXCEEDED`` and HTTP 502/503/504. Everything else (a model error,
-an unknown model, a refused input) fails at once. Failures surface as ``ServerError`` carrying the
-server's own message.
+Only a failure that cannot have reached a model is retried (see :mod:`hy3d_client.retry`), so that the
+client never multiplies the load: a refused connection (HTTP ``ConnectionRefusedError``, gRPC
+``UNAVAILABLE`` "failed to connect"), and Triton's own refusals before a model ran: ``UNAVAILABLE`` /
+HTTP 503 (a stage queue over ``HY3D_MAX_QUEUE_SIZE``, a server that is not ready) and a model that has
+no loaded version while the server drains or reloads a stage. A timeout, ``DEADLINE_EXCEEDED``, a
+connection reset or closed mid-answer, a proxy's 502/504 and every model error are reported at once:
+the request may be running. Failures surface as ``ServerError`` carrying the server's own message.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import socket
 import time
 from types import ModuleType
 
@@ -20,10 +24,19 @@ from .settings import TritonSettings
 
 logger = logging.getLogger(__name__)
 
-#: gRPC statuses worth another attempt.
-TRANSIENT_GRPC_STATUSES = frozenset({"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED"})
-#: HTTP statuses worth another attempt (a proxy or load balancer in front of a restarting server).
-TRANSIENT_HTTP_STATUSES = frozenset({"502", "503", "504"})
+#: gRPC status of a refusal (by the network or by Triton) that may mean "not sent to any model".
+UNAVAILABLE_GRPC = "StatusCode.UNAVAILABLE"
+#: HTTP status of Triton's UNAVAILABLE (queue full, not ready) and of a proxy without a live server.
+UNAVAILABLE_HTTP = "503"
+#: Parts of gRPC UNAVAILABLE messages that show the request never left the client or was refused before
+#: any model ran (a broken connection mid-call, "Socket closed" after sending, is not among them).
+NOT_SENT_MESSAGES = ("failed to connect", "connection refused", "dns resolution failed",
+                     "exceeds maximum queue size", "server is not ready", "server not ready")
+#: Triton's answer for a model of the repository that has no loaded version (drain, stage reload).
+NO_LOADED_VERSION_MESSAGE = "has no available versions"
+#: Triton's refusal of a request over a stage's queue bound; the client names the server setting.
+QUEUE_FULL_MESSAGE = "Exceeds maximum queue size"
+QUEUE_FULL_HINT = " (the server's HY3D_MAX_QUEUE_SIZE bound; try again later or on another server)"
 _PROTOCOL_MODULES = {"grpc": "tritonclient.grpc", "http": "tritonclient.http"}
 
 
@@ -72,6 +85,8 @@ class TritonTransport:
             status = str(error.status() or "")
             transient = self.is_transient(error)
             message = error.message() or describe_exception(error)
+            if QUEUE_FULL_MESSAGE.lower() in message.lower():
+                message += QUEUE_FULL_HINT
             if transient:
                 message += gave_up_note(self.retry)
             raise ServerError(f"Triton {where} failed [{status}]: {message}", status=status, transient=transient) from None
@@ -103,13 +118,17 @@ class TritonTransport:
 
     @staticmethod
     def is_transient(error: BaseException) -> bool:
-        """Whether ``error`` is a failure another attempt may not meet (network, timeout, unavailable)."""
+        """Whether ``error`` certainly did not reach a model, so that another attempt is safe (see the module
+        docstring); a timeout or a connection lost mid-call is not."""
         from tritonclient.utils import InferenceServerException
 
         if isinstance(error, InferenceServerException):
             status = str(error.status() or "")
-            return status in TRANSIENT_GRPC_STATUSES or status in TRANSIENT_HTTP_STATUSES
-        return isinstance(error, (ConnectionError, TimeoutError, *_connection_closed_types()))
+            message = (error.message() or "").lower()
+            if status == UNAVAILABLE_HTTP or NO_LOADED_VERSION_MESSAGE in message:
+                return True
+            return status == UNAVAILABLE_GRPC and any(part in message for part in NOT_SENT_MESSAGES)
+        return isinstance(error, (ConnectionRefusedError, socket.gaierror))
 
 
 def _connection_closed_types() -> tuple[type[BaseException], ...]:

@@ -13,14 +13,23 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EngineError
+from .progress import StepCallback
 from .stage_config import StageConfig
-from .weights import PAINT_FILES, SHAPE_FILES, SHAPE_SUBFOLDER, check_weights
+from .weights import (
+    PAINT_FILES,
+    PAINT_SUBFOLDER,
+    SHAPE_FILES,
+    SHAPE_SUBFOLDER,
+    WeightsError,
+    check_required_weights,
+    check_weights,
+)
 
 logger = logging.getLogger(__name__)
 
-SHAPE_NEURAL = "hunyuan3d-dit-v2-1"
+SHAPE_NEURAL = SHAPE_SUBFOLDER  # the neural engines are named after the official model folders
 SHAPE_BUILTIN = "builtin-silhouette"
-PAINT_NEURAL = "hunyuan3d-paintpbr-v2-1"
+PAINT_NEURAL = PAINT_SUBFOLDER
 PAINT_BUILTIN = "builtin-projection"
 #: Paint engine name reported when a request asks for no texture.
 PAINT_NONE = "none"
@@ -41,8 +50,11 @@ class ShapeEngine(ABC):
 
     @abstractmethod
     def generate(self, image: Any, *, seed: int, octree_resolution: int, num_inference_steps: int,
-                 guidance_scale: float) -> Any:
-        """Return one ``trimesh.Trimesh``; raise :class:`EngineError` when no surface was found."""
+                 guidance_scale: float, callback: StepCallback | None = None) -> Any:
+        """Return one ``trimesh.Trimesh``; raise :class:`EngineError` when no surface was found.
+
+        ``callback(phase, done, total)`` goes to the library, which calls it at every step boundary.
+        """
 
 
 class PaintEngine(ABC):
@@ -51,8 +63,11 @@ class PaintEngine(ABC):
     name: str
 
     @abstractmethod
-    def paint(self, mesh: Any, image: Any, *, seed: int) -> Any:
-        """Return the textured ``trimesh.Trimesh`` for ``mesh`` painted after ``image`` (PIL RGBA)."""
+    def paint(self, mesh: Any, image: Any, *, seed: int, callback: StepCallback | None = None) -> Any:
+        """Return the textured ``trimesh.Trimesh`` for ``mesh`` painted after ``image`` (PIL RGBA).
+
+        ``callback(phase, done, total)`` goes to the library, which calls it at every step boundary.
+        """
 
 
 class NeuralShapeEngine(ShapeEngine):
@@ -68,17 +83,18 @@ class NeuralShapeEngine(ShapeEngine):
         use_safetensors = not (weights_dir / SHAPE_SUBFOLDER / "model.fp16.ckpt").is_file()
         self._pipeline = Hunyuan3DDiTFlowMatchingPipeline.from_pretrained(
             str(weights_dir), subfolder=SHAPE_SUBFOLDER, device=config.device,
-            dtype=config.torch_dtype(), use_safetensors=use_safetensors,
+            dtype=config.torch_dtype(), use_safetensors=use_safetensors, compile=config.compile,
         )
+        self._pipeline.set_volume_decoder(config.volume_decoder)  # HY3D_VOLUME_DECODER, default flashvdm
 
     def generate(self, image: Any, *, seed: int, octree_resolution: int, num_inference_steps: int,
-                 guidance_scale: float) -> Any:
+                 guidance_scale: float, callback: StepCallback | None = None) -> Any:
         import torch
 
         meshes = self._pipeline(
             image=image, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
             octree_resolution=octree_resolution, generator=torch.Generator().manual_seed(seed),
-            output_type="trimesh",
+            output_type="trimesh", callback=callback,
         )
         return _only_mesh(meshes, "the shape model found no surface for this image and seed; try another seed")
 
@@ -94,8 +110,9 @@ class BuiltinShapeEngine(ShapeEngine):
         self._pipeline = SilhouetteLiftingPipeline()
 
     def generate(self, image: Any, *, seed: int, octree_resolution: int, num_inference_steps: int,
-                 guidance_scale: float) -> Any:
-        meshes = self._pipeline(image=image, octree_resolution=octree_resolution, output_type="trimesh")
+                 guidance_scale: float, callback: StepCallback | None = None) -> Any:
+        meshes = self._pipeline(image=image, octree_resolution=octree_resolution, output_type="trimesh",
+                                callback=callback)
         return _only_mesh(meshes, "the silhouette engine found no surface: is the object mask empty?")
 
 
@@ -115,8 +132,8 @@ class NeuralPaintEngine(PaintEngine):
         )
         self._pipeline = Hunyuan3DPaintPipeline(paint_config)
 
-    def paint(self, mesh: Any, image: Any, *, seed: int) -> Any:
-        return self._pipeline(mesh, image, seed=seed, output_type="trimesh")
+    def paint(self, mesh: Any, image: Any, *, seed: int, callback: StepCallback | None = None) -> Any:
+        return self._pipeline(mesh, image, seed=seed, output_type="trimesh", callback=callback)
 
 
 class BuiltinPaintEngine(PaintEngine):
@@ -129,8 +146,8 @@ class BuiltinPaintEngine(PaintEngine):
 
         self._pipeline = ProjectionTexturePipeline()
 
-    def paint(self, mesh: Any, image: Any, *, seed: int) -> Any:
-        return self._pipeline(mesh, image=image, seed=seed)
+    def paint(self, mesh: Any, image: Any, *, seed: int, callback: StepCallback | None = None) -> Any:
+        return self._pipeline(mesh, image=image, seed=seed, callback=callback)
 
 
 def _only_mesh(meshes: list[Any] | None, failure: str) -> Any:
@@ -147,7 +164,10 @@ def _require_weights(config: StageConfig) -> Path:
 
 
 def load_shape_engine(config: StageConfig) -> ShapeEngine:
-    """The shape engine ``config`` selects; raises :class:`~hy3d_serving.weights.WeightsError` if incomplete."""
+    """The shape engine ``config`` selects; raises :class:`~hy3d_serving.weights.WeightsError` if incomplete
+    (with ``config.require_weights`` also when no weights folder is set: no built-in fallback)."""
+    if config.require_weights:
+        check_required_weights(config.weights_dir, SHAPE_FILES, "shape_dit")
     engine_class = NeuralShapeEngine if config.weights_dir else BuiltinShapeEngine
     engine = engine_class(config)
     logger.info("shape engine %s loaded (device=%s, dtype=%s)", engine.name, config.device, config.dtype)
@@ -155,7 +175,10 @@ def load_shape_engine(config: StageConfig) -> ShapeEngine:
 
 
 def load_paint_engine(config: StageConfig) -> PaintEngine:
-    """The paint engine ``config`` selects; raises :class:`~hy3d_serving.weights.WeightsError` if incomplete."""
+    """The paint engine ``config`` selects; raises :class:`~hy3d_serving.weights.WeightsError` if incomplete
+    (with ``config.require_weights`` also when no weights folder is set: no built-in fallback)."""
+    if config.require_weights:
+        check_required_weights(config.weights_dir, PAINT_FILES, "paint_pbr")
     engine_class = NeuralPaintEngine if config.weights_dir else BuiltinPaintEngine
     engine = engine_class(config)
     logger.info("paint engine %s loaded (device=%s, dtype=%s, sizes=%s)", engine.name, config.device,
@@ -163,10 +186,21 @@ def load_paint_engine(config: StageConfig) -> PaintEngine:
     return engine
 
 
-def load_background_remover() -> Any:
-    """The background remover of the preprocess stage (rembg when its model file is local, else classical)."""
+def load_background_remover(config: StageConfig | None = None) -> Any:
+    """The background remover of the preprocess stage (rembg when its model file is local, else classical).
+
+    With ``config.require_weights`` there is no classical fallback: raises
+    :class:`~hy3d_serving.weights.WeightsError` naming the missing model path (or package).
+    """
     from hy3dshape import BackgroundRemover
 
-    remover = BackgroundRemover()
+    if config is not None and config.require_weights:
+        try:
+            remover = BackgroundRemover(method="rembg")
+        except RuntimeError as error:
+            raise WeightsError(f"preprocess: HY3D_REQUIRE_WEIGHTS is set and background removal is on, "
+                               f"but {error}") from error
+    else:
+        remover = BackgroundRemover()
     logger.info("background remover loaded (method=%s)", remover.method)
     return remover

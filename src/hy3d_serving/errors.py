@@ -16,10 +16,22 @@ class ErrorKind(str, Enum):
 
     INVALID_ARGUMENT = "INVALID_ARG"
     INTERNAL = "INTERNAL"
+    CANCELLED = "CANCELLED"
 
 
 class EngineError(RuntimeError):
     """An engine could not produce a result for valid inputs (e.g. no surface found)."""
+
+
+class RequestCancelled(Exception):  # noqa: N818 (the name the libraries and RULES use)
+    """The client cancelled the request (or its stream): raised by a step callback at a step boundary.
+
+    ``where`` says where the work stopped, e.g. ``"shape:denoise 3/5"``. Libraries let it propagate.
+    """
+
+    def __init__(self, where: str = ""):
+        super().__init__(f"cancelled at {where}" if where else "cancelled")
+        self.where = where
 
 
 @dataclass(frozen=True)
@@ -34,10 +46,13 @@ def error_reply(stage: str, error: BaseException) -> ErrorReply:
     """Turn an exception raised while a stage handled a request into the reply sent to the client.
 
     A :class:`~hy3d_client.contract.ContractError` becomes an invalid-argument reply whose message
-    names the offending input and what is allowed; anything else an internal error naming the stage.
+    names the offending input and what is allowed; :class:`RequestCancelled` a cancelled reply saying
+    where the work stopped; anything else an internal error naming the stage.
     """
     if isinstance(error, ContractError):
         return ErrorReply(ErrorKind.INVALID_ARGUMENT, f"{stage}: invalid input {error}")
+    if isinstance(error, RequestCancelled):
+        return ErrorReply(ErrorKind.CANCELLED, f"{stage}: request {error}")
     detail = str(error)
     if len(detail) > MAX_ERROR_DETAIL_CHARS:
         detail = detail[:MAX_ERROR_DETAIL_CHARS] + "..."

@@ -61,8 +61,8 @@ VOLUME_DECODER = Setting("HY3D_VOLUME_DECODER", "volume_decoder", "flashvdm",
                          "Neural shape stage: `dense` (the parity reference), `hierarchical` or `flashvdm` "
                          "volume decoding; see docs/shape.md for what each gives up.")
 COMPILE = Setting("HY3D_COMPILE", "compile", "0",
-                  "Neural shape stage: `1` compiles the DiT with `torch.compile` at load (slower start, "
-                  "faster steps on CUDA).")
+                  "Neural shape stage: `1` compiles the DiT with `torch.compile` (the first request "
+                  "compiles it: slower start, faster steps on CUDA).")
 WEIGHTS_DIR = Setting("HY3D_WEIGHTS_DIR", "weights_dir", "unset (built-in CPU engines)",
                       "Folder with the official Hunyuan3D-2.1 layout; set: neural engines, unset: built-in ones.")
 DEVICE = Setting("HY3D_DEVICE", "device", "auto",
@@ -80,8 +80,9 @@ PAINT_MAX_NUM_VIEW = Setting("HY3D_PAINT_MAX_NUM_VIEW", "paint_max_num_view", "e
 
 # Read by the engine libraries themselves (listed here so that the README names every setting).
 REMBG_MODEL = Setting("HY3D_REMBG_MODEL", None, "unset ($U2NET_HOME/u2net.onnx when present)",
-                      "u2net ONNX file for rembg background removal (read by hy3dshape); without one, "
-                      "the classical remover for plain backgrounds is used.")
+                      "u2net ONNX file for rembg background removal through onnxruntime (read by hy3dshape; "
+                      "the image bakes one in); without one, the classical remover for plain backgrounds is "
+                      "used, or, with HY3D_REQUIRE_WEIGHTS, preprocess fails its load naming the path.")
 
 MR_LAYOUT = Setting("HY3D_MR_LAYOUT", None, "reference",
                     "How the texture model's metallic-roughness views are read (read by hy3dpaint): `reference` "
@@ -112,6 +113,8 @@ PAINT_SIZE_RANGES: dict[str, tuple[int, int]] = {
 DEVICES = ("auto", "cpu", "cuda")
 #: Dtype names accepted by HY3D_DTYPE.
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+#: Volume decoders accepted by HY3D_VOLUME_DECODER (hy3dshape.volume_decoders.VOLUME_DECODERS).
+VOLUME_DECODER_NAMES = ("dense", "hierarchical", "flashvdm")
 #: Largest TCP port number.
 MAX_PORT = 65535
 
@@ -135,6 +138,21 @@ def parse_int(setting: Setting, raw: str, minimum: int, maximum: int) -> int:
     if not minimum <= value <= maximum:
         raise SettingsError(f"{setting.env}={raw!r}: out of range; expected an integer in [{minimum}, {maximum}]")
     return value
+
+
+#: Spellings accepted for a yes/no setting (compared case-insensitively).
+TRUE_VALUES = ("1", "true", "yes", "on")
+FALSE_VALUES = ("0", "false", "no", "off")
+
+
+def parse_bool(setting: Setting, raw: str | None) -> bool:
+    """``raw`` as a yes/no flag (unset: the setting's default); raises :class:`SettingsError` naming ``setting``."""
+    value = (raw if raw is not None else setting.default).strip().lower()
+    if value in TRUE_VALUES:
+        return True
+    if value in FALSE_VALUES:
+        return False
+    raise SettingsError(f"{setting.env}={raw!r}: expected one of {', '.join(TRUE_VALUES + FALSE_VALUES)}")
 
 
 def model_parameters(model_config: Mapping[str, Any]) -> dict[str, str]:

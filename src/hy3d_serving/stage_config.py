@@ -1,4 +1,5 @@
-"""The resolved configuration of one Triton model instance: weights folder, device, dtype, paint sizes."""
+"""The resolved configuration of one Triton model instance: weights folder, device, dtype, paint sizes,
+and whether a missing real engine fails the load (``require_weights``)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ class StageConfig:
     device: str  # "cpu", "cuda" or "cuda:N"
     dtype: str  # "float32", "float16" or "bfloat16"
     paint_sizes: dict[str, int] = field(default_factory=dict)  # only the overrides that are set
+    require_weights: bool = False  # True: no silent fallback to the built-in engines or classical rembg
+    volume_decoder: str = s.VOLUME_DECODER.default  # neural shape stage: dense, hierarchical or flashvdm
+    compile: bool = False  # neural shape stage: torch.compile the DiT at load
 
     @classmethod
     def resolve(
@@ -54,7 +58,14 @@ class StageConfig:
             if raw is not None:
                 low, high = s.PAINT_SIZE_RANGES[setting.parameter]
                 paint_sizes[setting.parameter] = s.parse_int(setting, raw, low, high)
-        return cls(Path(weights).expanduser() if weights else None, device, dtype, paint_sizes)
+        require_weights = s.parse_bool(s.REQUIRE_WEIGHTS, s.lookup(s.REQUIRE_WEIGHTS, parameters, environ))
+        volume_decoder = s.lookup(s.VOLUME_DECODER, parameters, environ) or s.VOLUME_DECODER.default
+        if volume_decoder not in s.VOLUME_DECODER_NAMES:
+            raise s.SettingsError(f"{s.VOLUME_DECODER.env}={volume_decoder!r}: expected one of "
+                                  f"{', '.join(s.VOLUME_DECODER_NAMES)}")
+        compile_dit = s.parse_bool(s.COMPILE, s.lookup(s.COMPILE, parameters, environ))
+        return cls(Path(weights).expanduser() if weights else None, device, dtype, paint_sizes,
+                   require_weights=require_weights, volume_decoder=volume_decoder, compile=compile_dit)
 
     def torch_dtype(self) -> Any:
         """The ``torch.dtype`` matching :attr:`dtype`."""

@@ -30,10 +30,12 @@ def read_image(get: InputGetter, name: str = contract.IMAGE_INPUT) -> np.ndarray
 
 
 def read_rgba(get: InputGetter, name: str = RGBA) -> np.ndarray:
-    """The required ``[H, W, 4]`` UINT8 image ``name`` (alpha = object mask), within the image limits."""
+    """The required ``[H, W, 4]`` UINT8 image ``name`` (alpha = object mask, not empty), within the image limits."""
     image = read_image(get, name)
     if image.shape[2] != 4:
         raise contract.ContractError(name, f"expected 4 channels (RGBA), got {image.shape[2]}")
+    if not image[:, :, 3].any():
+        raise contract.ContractError(name, "the object mask is empty: its alpha channel is 0 everywhere")
     return image
 
 

@@ -46,6 +46,9 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         if parameter.triton_dtype == "BOOL":
             parser.add_argument(flag, dest=parameter.key, action=argparse.BooleanOptionalAction,
                                 help=f"{parameter.description} (default: {parameter.default})")
+        elif parameter.choices:
+            parser.add_argument(flag, dest=parameter.key, choices=parameter.choices,
+                                help=f"{parameter.description} (default: {parameter.default})")
         else:
             kind = int if parameter.triton_dtype.startswith("INT") else float
             parser.add_argument(flag, dest=parameter.key, type=kind,

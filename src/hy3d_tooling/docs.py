@@ -1,9 +1,12 @@
 """The README's reference tables, generated from the contract and the settings (a test keeps them equal).
 
-``python -m hy3d_tooling.docs`` prints them, to paste into README.md after a change.
+``python -m hy3d_tooling.docs`` prints them; ``--write`` puts them into README.md between their markers.
 """
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 from hy3d_client import contract
 
@@ -23,7 +26,10 @@ def contract_table() -> str:
     ]
     for p in contract.PARAMETERS:
         default = str(p.default).lower() if p.triton_dtype == "BOOL" else str(p.default)
-        allowed = "true / false" if p.triton_dtype == "BOOL" else f"[{p.minimum}, {p.maximum}]"
+        if p.triton_dtype == "BOOL":
+            allowed = "true / false"
+        else:
+            allowed = " / ".join(p.choices) if p.choices else f"[{p.minimum}, {p.maximum}]"
         rows.append(f"| `{p.name}` | `{p.key}` | {p.triton_dtype} | [1] | {default} | {allowed} | {p.description} |")
     outputs = (
         (contract.GLB_OUTPUT, "BYTES", "one binary glTF 2.0 asset (.glb)"),
@@ -52,6 +58,10 @@ def limits_table() -> str:
         ("contract.MAX_IMAGE_SIDE", contract.MAX_IMAGE_SIDE, "largest image side, px"),
         ("contract.MAX_IMAGE_PIXELS", contract.MAX_IMAGE_PIXELS, "largest image area, px"),
         ("contract.MAX_IMAGE_BYTES", contract.MAX_IMAGE_BYTES, "largest encoded image (client side), bytes"),
+        ("contract.MAX_MESH_FILE_BYTES", contract.MAX_MESH_FILE_BYTES, "largest `MESH` file of `hy3d_texture`, bytes"),
+        ("contract.MAX_MESH_FILE_FACES", contract.MAX_MESH_FILE_FACES,
+         "most triangles in a `MESH` file (more than `FACE_COUNT` are reduced)"),
+        ("contract.MAX_MESH_FILE_VERTICES", contract.MAX_MESH_FILE_VERTICES, "most vertices in a `MESH` file"),
         ("limits.MAX_MESH_FACES", limits.MAX_MESH_FACES, "most faces `paint_pbr` accepts"),
         ("limits.MAX_MESH_VERTICES", limits.MAX_MESH_VERTICES, "most vertices `paint_pbr` accepts"),
         ("limits.MAX_TEXT_BYTES", limits.MAX_TEXT_BYTES, "longest `SHAPE_ENGINE` text, bytes"),
@@ -61,7 +71,25 @@ def limits_table() -> str:
     return "\n".join(rows)
 
 
+#: Marker name in README.md of each generated table.
+TABLES = {"contract-table": contract_table, "settings-table": settings_table, "limits-table": limits_table}
+
+
+def write_tables(readme: Path) -> None:
+    """Replace each generated table of ``readme`` (between ``<!-- NAME:start -->`` and ``:end``) in place."""
+    text = readme.read_text()
+    for marker, table in TABLES.items():
+        pattern = re.compile(rf"(<!-- {marker}:start -->\n).*?(<!-- {marker}:end -->)", re.DOTALL)
+        if not pattern.search(text):
+            raise SystemExit(f"{readme} lacks the {marker} markers")
+        text = pattern.sub(lambda match, table=table: match.group(1) + table() + "\n" + match.group(2), text)
+    readme.write_text(text)
+
+
 if __name__ == "__main__":
     import sys
 
-    sys.stdout.write("\n\n".join((contract_table(), settings_table(), limits_table())) + "\n")
+    if sys.argv[1:] == ["--write"]:
+        write_tables(Path(__file__).resolve().parents[2] / "README.md")
+    else:
+        sys.stdout.write("\n\n".join(table() for table in TABLES.values()) + "\n")

@@ -19,6 +19,7 @@ from types import TracebackType
 from hy3d_serving import settings as s
 
 from .health import wait_until_ready
+from .supervisor import children_of, command_line
 from .triton_runtime import ServerEndpoints
 
 #: Loopback address the child binds to.
@@ -85,8 +86,31 @@ class ServeProcess:
                                    f"end of {self.log_path}:\n{self.log_tail()}")
         return self
 
+    @property
+    def pid(self) -> int | None:
+        """Pid of the launcher process (None before :meth:`start`)."""
+        return None if self._process is None else self._process.pid
+
+    def tritonserver_pid(self) -> int | None:
+        """Pid of the tritonserver the launcher runs (None when there is none)."""
+        if self._process is None:
+            return None
+        for child in children_of(self._process.pid):
+            if Path(next(iter(command_line(child)), "")).name == "tritonserver":
+                return child
+        return None
+
     def is_alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    def wait(self, timeout_s: float) -> int | None:
+        """Wait up to ``timeout_s`` for the launcher to exit on its own; its exit code, or None if still running."""
+        if self._process is None:
+            return None
+        try:
+            return self._process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
 
     def stop(self) -> int | None:
         """SIGTERM, wait up to :data:`STOP_TIMEOUT_S`, then SIGKILL; return the exit code (None if never started)."""

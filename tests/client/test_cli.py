@@ -17,7 +17,7 @@ from .conftest import free_ports
 from .samples import encode_png, object_photo
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("hy3d-client")
-SAMPLE_VALUES = {"BOOL": False, "INT32": 64, "INT64": 7, "FP32": 2.5}
+SAMPLE_VALUES = {"BOOL": False, "INT32": 64, "INT64": 7, "FP32": 2.5, "BYTES": "png"}
 
 
 @pytest.fixture
@@ -60,7 +60,10 @@ def test_help_shows_each_parameter_with_its_range_and_default(capsys):
     text = " ".join(capsys.readouterr().out.split())  # undo line wrapping
     for parameter in PARAMETERS:
         assert parameter.key.replace("_", "-") in text
-        if parameter.triton_dtype != "BOOL":
+        if parameter.choices:
+            assert "{" + ",".join(parameter.choices) + "}" in text
+            assert f"(default: {parameter.default})" in text
+        elif parameter.triton_dtype != "BOOL":
             assert f"[{parameter.minimum}, {parameter.maximum}]" in text
             assert f"default {parameter.default}" in text
 

@@ -131,8 +131,8 @@ def test_an_unknown_model_is_a_triton_error(triton_server, served, monkeypatch, 
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
-def test_a_timeout_is_retried_then_reported_and_nothing_is_uploaded(protocol, triton_server, served, monkeypatch,
-                                                                     isolated_dirs, object_png_b64, caplog):
+def test_a_timeout_is_reported_without_a_retry_and_nothing_is_uploaded(protocol, triton_server, served, monkeypatch,
+                                                                        isolated_dirs, object_png_b64, caplog):
     monkeypatch.setenv("HY3D_TRITON_URL", url_of(triton_server, protocol))
     monkeypatch.setenv("HY3D_TRITON_PROTOCOL", protocol)
     monkeypatch.setenv("HY3D_TRITON_TIMEOUT_S", str(TOO_SHORT_TIMEOUT_S))
@@ -142,8 +142,9 @@ def test_a_timeout_is_retried_then_reported_and_nothing_is_uploaded(protocol, tr
         response = handle({"image": object_png_b64, **SLOW_REQUEST})
     assert set(response) == {"error"}
     assert ("Deadline Exceeded" if protocol == "grpc" else "timed out") in response["error"]
-    assert "gave up after 2 attempts" in response["error"]
-    assert "failed (attempt 1 of 2)" in caplog.text
+    # The request may still be running on the server: resending it would multiply the load.
+    assert "gave up after" not in response["error"]
+    assert "attempt 1 of 2" not in caplog.text
     assert served.object_keys() == before
     assert isolated_dirs.leftovers() == []
 

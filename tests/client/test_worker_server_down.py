@@ -1,4 +1,5 @@
-"""A Triton server that is down or mute: ``{"error": ...}`` with the cause, retried first, nothing uploaded."""
+"""A Triton server that is down or hangs up: ``{"error": ...}`` with the cause, nothing uploaded; retried
+only when the request cannot have reached a model."""
 
 from __future__ import annotations
 
@@ -29,13 +30,27 @@ def test_a_server_that_is_down_gives_an_error_and_nothing_is_uploaded(protocol, 
     assert r2_env.secret_key not in caplog.text and r2_env.access_key not in caplog.text
 
 
-@pytest.mark.parametrize("protocol", ["grpc", "http"])
-def test_a_server_that_hangs_up_is_retried_then_reported(protocol, r2_env, counting_listener, object_png_b64,
-                                                         monkeypatch):
+def test_a_grpc_server_that_hangs_up_before_the_handshake_is_retried_then_reported(r2_env, counting_listener,
+                                                                                   object_png_b64, monkeypatch):
+    # gRPC never got its HTTP/2 connection up ("failed to connect"): nothing was sent, so it is retried.
     monkeypatch.setenv("HY3D_TRITON_URL", counting_listener.url)
-    monkeypatch.setenv("HY3D_TRITON_PROTOCOL", protocol)
+    monkeypatch.setenv("HY3D_TRITON_PROTOCOL", "grpc")
     before = r2_env.object_keys()
     response = handle({"image": object_png_b64})
     assert "error" in response and counting_listener.url in response["error"]
+    assert f"gave up after {FAST_RETRY.attempts} attempts" in response["error"]
     assert counting_listener.connections >= FAST_RETRY.attempts  # one connection per attempt at least
+    assert r2_env.object_keys() == before
+
+
+def test_an_http_server_that_hangs_up_after_the_request_was_sent_is_reported_not_resent(
+        r2_env, counting_listener, object_png_b64, monkeypatch):
+    # The HTTP request went out before the connection closed: it may have reached a model.
+    monkeypatch.setenv("HY3D_TRITON_URL", counting_listener.url)
+    monkeypatch.setenv("HY3D_TRITON_PROTOCOL", "http")
+    before = r2_env.object_keys()
+    response = handle({"image": object_png_b64})
+    assert "error" in response and counting_listener.url in response["error"]
+    assert "connection closed" in response["error"]
+    assert "gave up" not in response["error"]
     assert r2_env.object_keys() == before

@@ -21,7 +21,9 @@ from hy3d_tooling.triton_runtime import (
     assemble_backend_directory,
     check_stub_libraries,
     find_triton_install,
+    interpreter_library_dir,
     perf_analyzer_library_dir,
+    server_command,
     server_environment,
 )
 
@@ -110,7 +112,8 @@ def test_server_environment_puts_this_venv_first_and_the_bundled_libraries_on_th
     install = find_triton_install()
     env = server_environment(install, {"PATH": "/usr/bin", "LD_LIBRARY_PATH": "/opt/lib"})
     assert env["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
-    assert env["LD_LIBRARY_PATH"].split(os.pathsep) == [str(install.libs_dir), "/opt/lib"]
+    libpython = [str(interpreter_library_dir())] if interpreter_library_dir() else []
+    assert env["LD_LIBRARY_PATH"].split(os.pathsep) == [*libpython, str(install.libs_dir), "/opt/lib"]
 
 
 @pytest.mark.integration
@@ -123,7 +126,8 @@ def test_serve_logs_readiness_and_stops_cleanly_on_sigterm(tmp_path):
         assert wait_for_line(server.log_path, ready_line)
     assert server.stop() == 0
     log = server.log_path.read_text()
-    assert "received SIGTERM, stopping tritonserver" in log
+    assert "received SIGTERM: draining, then stopping tritonserver" in log
+    assert "drained in" in log
     assert "tritonserver exited with status 0" in log
 
 
@@ -151,3 +155,40 @@ def test_perf_analyzer_runs_with_the_linked_libraries(tmp_path):
                             capture_output=True, text=True, timeout=60, check=False)
     assert "error while loading shared libraries" not in result.stderr
     assert result.returncode == 0, result.stderr
+
+
+def test_the_operating_settings_have_their_documented_defaults():
+    options = launcher.LaunchOptions.from_environ({})
+    assert (options.drain_timeout_s, options.max_queue_size, options.cache_bytes, options.model_config) == (
+        600, 8, 256 << 20, None)
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"HY3D_MODEL_CONFIG": "../gpu"}, "HY3D_MODEL_CONFIG='../gpu': expected a config name"),
+    ({"HY3D_MODEL_CONFIG": "g p u"}, "HY3D_MODEL_CONFIG='g p u': expected a config name"),
+    ({"HY3D_DRAIN_TIMEOUT_S": "0"}, "HY3D_DRAIN_TIMEOUT_S='0': out of range"),
+    ({"HY3D_MAX_QUEUE_SIZE": "-1"}, "HY3D_MAX_QUEUE_SIZE='-1': out of range"),
+    ({"HY3D_CACHE_BYTES": "lots"}, "HY3D_CACHE_BYTES='lots': expected an integer"),
+])
+def test_bad_operating_settings_are_refused_naming_the_setting(env, message):
+    with pytest.raises(s.SettingsError, match=message):
+        launcher.LaunchOptions.from_environ(env)
+
+
+def test_tritonserver_runs_under_explicit_model_control_with_the_drain_timeout_as_exit_timeout():
+    install = find_triton_install()
+    options = launcher.LaunchOptions.from_environ({"HY3D_DRAIN_TIMEOUT_S": "900", "HY3D_MODEL_CONFIG": "gpu"})
+    flags = launcher.triton_flags(options, install)
+    assert flags[:2] == ["--model-control-mode=explicit", "--load-model=*"]
+    assert "--model-config-name=gpu" in flags
+    assert not [f for f in launcher.triton_flags(launcher.LaunchOptions.from_environ({}), install)
+                if f.startswith("--model-config-name")]
+    command = server_command(install, REPO_ROOT / "model_repository", Path("/backends"), options.endpoints,
+                             extra_args=tuple(flags), exit_timeout_s=options.drain_timeout_s)
+    assert "--exit-timeout-secs=900" in command
+
+
+def test_the_server_environment_fixes_glibcs_mmap_threshold_unless_it_is_set():
+    install = find_triton_install()
+    assert server_environment(install, {})["MALLOC_MMAP_THRESHOLD_"] == str(1024 * 1024)
+    assert server_environment(install, {"MALLOC_MMAP_THRESHOLD_": "65536"})["MALLOC_MMAP_THRESHOLD_"] == "65536"

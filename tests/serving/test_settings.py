@@ -25,7 +25,7 @@ def test_environment_wins_over_config_parameter_and_empty_means_unset():
 
 
 def test_unknown_config_parameter_is_refused_naming_it_and_the_known_ones():
-    with pytest.raises(s.SettingsError, match="'weight_dir'.*known: device, dtype"):
+    with pytest.raises(s.SettingsError, match="'weight_dir'.*known: compile, device, dtype, .*weights_dir"):
         s.model_parameters({"name": "shape_dit", "parameters": {"weight_dir": {"string_value": "/x"}}})
 
 

@@ -51,7 +51,7 @@ def pb(monkeypatch):
 @pytest.fixture
 def preprocess(pb):
     module = pb.load_model("preprocess")
-    module.load_background_remover = FakeRemover
+    module.load_background_remover = lambda config: FakeRemover()
     model = module.TritonPythonModel()
     model.initialize(pb.model_args("preprocess"))
     return model
@@ -142,7 +142,7 @@ def test_stages_validate_their_own_parameters_when_called_directly(pb, stage):
 
 def test_unknown_config_parameter_fails_the_model_load(pb):
     module = pb.load_model("preprocess")
-    module.load_background_remover = FakeRemover
+    module.load_background_remover = lambda config: FakeRemover()
     with pytest.raises(SettingsError, match="unknown parameter 'weights'"):
         module.TritonPythonModel().initialize(pb.model_args("preprocess", {"weights": "/w"}))
 
