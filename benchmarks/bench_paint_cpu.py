@@ -75,6 +75,7 @@ from hy3dpaint.inpaint import (
     _neighbour_graph,
     _seed,
     inpaint_texture,
+    write_vertex_colors,
 )
 from hy3dpaint.render import MeshRenderer, to_uint8_image
 from hy3dpaint.uv import count_overlapping_texels, mesh_uv_wrap, uv_utilisation
@@ -168,12 +169,7 @@ def compiled_vertex_inpaint(texture, mask, vertices, uv, faces) -> tuple[np.ndar
     seeds = _seed(texture, mask, len(vertices), uv, faces, faces)
     pointer, neighbour, weight = _neighbour_graph(vertices, faces)
     _compiled_passes(seeds.colors, seeds.colored, seeds.pending, pointer, neighbour, weight, INITIAL_PATIENCE, MAX_PASSES)
-    out_texture, out_mask = texture.copy(), mask.astype(np.uint8).copy()
-    write = seeds.colored[seeds.corner_vertex]
-    rows, cols = seeds.rows[write], seeds.cols[write]
-    out_texture[rows, cols] = seeds.colors[seeds.corner_vertex[write]].astype(np.float32)
-    out_mask[rows, cols] = 255
-    return out_texture, out_mask
+    return write_vertex_colors(texture, mask, seeds)
 
 
 def reference_style_bake(renderer: MeshRenderer, images: list, views: list) -> tuple[np.ndarray, np.ndarray]:

@@ -182,21 +182,7 @@ def _generate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     request = InferenceRequest.build(load_image(Path(args.image), field="IMAGE"), parameters)
     uid = str(uuid.uuid4())
     result = _send_showing_progress(client, request, uid, args, stderr)
-    if uploader is not None:
-        with Spinner("uploading", stderr):
-            uploaded = uploader.upload_glb(result.glb, uid)
-        summary: dict[str, Any] = {"download_url": uploaded.download_url, "textured": result.textured,
-                                   "seed": result.seed, "uid": uid}
-    else:
-        try:
-            out.write_bytes(result.glb)
-        except OSError as error:
-            _fail(stderr, f"--out: cannot write {out}: {error.strerror or error}")
-            return EXIT_FAILURE
-        summary = {"path": str(out), "bytes": len(result.glb), "textured": result.textured,
-                   "seed": result.seed, "engine": result.engine, "uid": uid}
-    stdout.write(json.dumps(summary) + "\n")
-    return EXIT_OK
+    return _deliver(result, uid, uploader, out, stdout, stderr)
 
 
 def _texture(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:

@@ -132,6 +132,11 @@ def vertex_inpaint(
     propagate = _propagate_sparse if method == "sparse" else _propagate_loop
     passes = propagate(seeds, graph)
     logger.debug("vertex inpaint: %d pending corners, %d passes", len(seeds.pending), passes)
+    return write_vertex_colors(texture, mask, seeds)
+
+
+def write_vertex_colors(texture: np.ndarray, mask: np.ndarray, seeds: _Seeds) -> tuple[np.ndarray, np.ndarray]:
+    """Copies of ``texture`` and ``mask`` with each colored vertex's colour written to its corner texels."""
     out_texture, out_mask = texture.copy(), mask.astype(np.uint8).copy()
     write = seeds.colored[seeds.corner_vertex]
     rows, cols = seeds.rows[write], seeds.cols[write]
