@@ -49,6 +49,9 @@ DRAIN_TIMEOUT_S = Setting("HY3D_DRAIN_TIMEOUT_S", None, "600",
 MAX_QUEUE_SIZE = Setting("HY3D_MAX_QUEUE_SIZE", None, "8",
                          "Most requests waiting per stage (Triton queue policy); one more is refused at once "
                          "with UNAVAILABLE / HTTP 503 naming the limit. 0 = unbounded.")
+TRITON_HOME = Setting("HY3D_TRITON_HOME", None, "unset (the nvidia-pytriton wheel's build)",
+                      "A Triton install to run instead, laid out as NVIDIA's container has it (`bin/tritonserver`, "
+                      "`backends/python` with its stub, `caches/`); the image sets `/opt/tritonserver`.")
 CACHE_BYTES = Setting("HY3D_CACHE_BYTES", None, "268435456",
                       "Size in bytes of Triton's response cache (`--cache-config local,size=...`): a repeated "
                       "request (same image and parameters) is answered from it byte for byte. 0 disables it.")
@@ -91,7 +94,7 @@ MR_LAYOUT = Setting("HY3D_MR_LAYOUT", None, "reference",
 
 SERVER_SETTINGS: tuple[Setting, ...] = (
     HTTP_PORT, GRPC_PORT, METRICS_PORT, BIND_ADDRESS, MODEL_REPOSITORY, READY_TIMEOUT_S, LOG_VERBOSE,
-    MODEL_CONFIG, DRAIN_TIMEOUT_S, MAX_QUEUE_SIZE, CACHE_BYTES,
+    MODEL_CONFIG, DRAIN_TIMEOUT_S, MAX_QUEUE_SIZE, CACHE_BYTES, TRITON_HOME,
 )
 PAINT_SIZE_SETTINGS: tuple[Setting, ...] = (
     PAINT_VIEW_SIZE, PAINT_RENDER_SIZE, PAINT_TEXTURE_SIZE, PAINT_MAX_NUM_VIEW,

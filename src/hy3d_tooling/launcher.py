@@ -124,6 +124,13 @@ def triton_flags(options: LaunchOptions, install: TritonInstall) -> list[str]:
     return flags
 
 
+def launch_command(options: LaunchOptions, install: TritonInstall, repository: Path, backends: Path,
+                   extra_args: Sequence[str] = ()) -> list[str]:
+    """The tritonserver command line :func:`run` starts for ``options`` (``repository``: the served copy)."""
+    return server_command(install, repository, backends, options.endpoints, options.log_verbose,
+                          (*triton_flags(options, install), *extra_args), options.drain_timeout_s)
+
+
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -140,11 +147,10 @@ def run(options: LaunchOptions, extra_args: Sequence[str] = ()) -> int:
     """Start tritonserver in the foreground and return the exit status (see the module docstring)."""
     install = find_triton_install()
     env = server_environment(install)
-    backends = assemble_backend_directory(install, BACKENDS_DIR)
+    backends = install.backends_dir if install.prebuilt_backends else assemble_backend_directory(install, BACKENDS_DIR)
     check_stub_libraries(backends / PYTHON_BACKEND / STUB_NAME, env)
     with ServedRepository(options.model_repository, options.max_queue_size) as repository:
-        command = server_command(install, repository, backends, options.endpoints, options.log_verbose,
-                                 (*triton_flags(options, install), *extra_args), options.drain_timeout_s)
+        command = launch_command(options, install, repository, backends, extra_args)
         logger.info("serving %s (max_queue_size %d, response cache %d bytes) from %s", options.model_repository,
                     options.max_queue_size, options.cache_bytes, repository)
         logger.info("starting tritonserver: %s", " ".join(command))

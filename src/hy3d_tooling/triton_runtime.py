@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from hy3d_serving import settings as s
+
 #: Python package that carries the Triton build.
 TRITON_PACKAGE = "pytriton"
 #: Name of the Python backend inside a backend directory.
@@ -50,8 +52,14 @@ class TritonRuntimeError(RuntimeError):
 class TritonInstall:
     """Paths of the Triton build inside the installed ``nvidia-pytriton`` wheel."""
 
-    root: Path  # .../site-packages/pytriton/tritonserver
-    libs_dir: Path  # .../site-packages/nvidia_pytriton.libs (bundled shared libraries)
+    root: Path  # .../site-packages/pytriton/tritonserver (or HY3D_TRITON_HOME, e.g. /opt/tritonserver)
+    libs_dir: Path  # .../site-packages/nvidia_pytriton.libs (bundled shared libraries; root/lib otherwise)
+    #: True for a container install whose ``backends/`` already holds the Python backend with its stub.
+    prebuilt_backends: bool = False
+
+    @property
+    def backends_dir(self) -> Path:
+        return self.root / "backends"
 
     @property
     def server_binary(self) -> Path:
@@ -71,8 +79,19 @@ class TritonInstall:
         return self.root / "python_backend_stubs" / f"{version[0]}.{version[1]}" / STUB_NAME
 
 
-def find_triton_install() -> TritonInstall:
-    """Locate the Triton build of the installed ``nvidia-pytriton`` wheel (without importing it)."""
+def find_triton_install(environ: Mapping[str, str] | None = None) -> TritonInstall:
+    """The Triton install to run: ``HY3D_TRITON_HOME`` when set (NVIDIA's container layout, e.g.
+    ``/opt/tritonserver``), else the build of the installed ``nvidia-pytriton`` wheel (not imported).
+
+    Raises :class:`TritonRuntimeError` naming what is missing.
+    """
+    home = s.lookup(s.TRITON_HOME, environ=environ)
+    if home:
+        install = TritonInstall(Path(home), Path(home) / "lib", prebuilt_backends=True)
+        for path in (install.server_binary, install.python_backend_dir / STUB_NAME):
+            if not path.exists():
+                raise TritonRuntimeError(f"{s.TRITON_HOME.env}={home}: {path} is missing")
+        return install
     spec = importlib.util.find_spec(TRITON_PACKAGE)
     if spec is None or spec.origin is None:
         raise TritonRuntimeError("nvidia-pytriton is not installed; run scripts/setup-env (requirements.lock)")

@@ -1,13 +1,13 @@
 """Dockerfile.triton: lint-clean (hadolint), pinned NGC base, weights and the rembg model baked in and wired to
 their settings, the GPU model configs, fail-closed loading, an exit timeout covering the longest request, and
-only the downloads that inference reads. The image cannot be built on the CPU-only CI; its entrypoint's shell
-line is run here with ``tritonserver`` replaced by ``printf``.
+only the downloads that inference reads. The image cannot be built on the CPU-only CI; its entrypoint is our
+launcher, whose tritonserver command line is built here from the image's settings and a container-shaped
+Triton tree (``HY3D_TRITON_HOME``), without starting anything.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -39,14 +39,30 @@ def env_values() -> dict[str, str]:
 
 
 def entrypoint_command(environ: dict[str, str], *extra: str) -> list[str]:
-    """The tritonserver command line the image's ENTRYPOINT runs with ``environ`` (tritonserver not run)."""
+    """The tritonserver command line the image's ENTRYPOINT (the launcher) builds with ``environ``.
+
+    The container's Triton tree and model repository are stood in for by a temporary tree of the same
+    layout and by the checkout's repository; the command's first item is named ``tritonserver``.
+    """
+    import tempfile
+
+    from hy3d_tooling.launcher import LaunchOptions, launch_command
+    from hy3d_tooling.triton_runtime import STUB_NAME, find_triton_install
+
     line = next(line for line in text().splitlines() if line.startswith("ENTRYPOINT "))
-    argv = json.loads(line[len("ENTRYPOINT "):])
-    assert argv[:2] == ["/bin/bash", "-c"] and argv[2].startswith("exec tritonserver ")
-    script = argv[2].replace("exec tritonserver ", 'printf "%s\\n" tritonserver ', 1)
-    result = subprocess.run([argv[0], argv[1], script, *argv[3:], *extra], env={**os.environ, **environ},
-                            capture_output=True, text=True, check=True, timeout=30)
-    return result.stdout.split()
+    assert json.loads(line[len("ENTRYPOINT "):]) == ["python3", "-m", "hy3d_tooling.launcher"]
+    with tempfile.TemporaryDirectory() as home:
+        for path in (Path(home) / "bin" / "tritonserver", Path(home) / "backends" / "python" / STUB_NAME):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        image_env = {**environ, settings.TRITON_HOME.env: home,
+                     settings.MODEL_REPOSITORY.env: str(REPO_ROOT / "model_repository")}
+        install = find_triton_install(image_env)
+        assert install.prebuilt_backends
+        options = LaunchOptions.from_environ(image_env)
+        command = launch_command(options, install, Path(environ[settings.MODEL_REPOSITORY.env]),
+                                 install.backends_dir, extra)
+        return ["tritonserver", *command[1:]]
 
 
 def test_hadolint_reports_nothing():
@@ -83,7 +99,8 @@ def test_image_serves_the_gpu_configs_and_fails_closed():
     assert env["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
     command = entrypoint_command(env)
     assert command[:2] == ["tritonserver", "--model-repository=/opt/hy3d/model_repository"]
-    assert "--model-config-name=gpu" in command
+    assert env["HY3D_TRITON_HOME"] == "/opt/tritonserver"
+    assert "--model-config-name=gpu" in command and "--model-control-mode=explicit" in command
     assert (REPO_ROOT / "model_repository" / "shape_dit" / "configs" / "gpu.pbtxt").is_file()
 
 

@@ -192,3 +192,20 @@ def test_the_server_environment_fixes_glibcs_mmap_threshold_unless_it_is_set():
     install = find_triton_install()
     assert server_environment(install, {})["MALLOC_MMAP_THRESHOLD_"] == str(1024 * 1024)
     assert server_environment(install, {"MALLOC_MMAP_THRESHOLD_": "65536"})["MALLOC_MMAP_THRESHOLD_"] == "65536"
+
+
+def test_a_container_triton_home_is_run_with_its_own_backends_and_a_broken_one_is_named(tmp_path):
+    from hy3d_tooling.triton_runtime import STUB_NAME, TritonRuntimeError, find_triton_install
+
+    home = tmp_path / "tritonserver"
+    (home / "bin").mkdir(parents=True)
+    (home / "bin" / "tritonserver").touch()
+    with pytest.raises(TritonRuntimeError, match=f"HY3D_TRITON_HOME={home}: .*{STUB_NAME} is missing"):
+        find_triton_install({s.TRITON_HOME.env: str(home)})
+    (home / "backends" / "python").mkdir(parents=True)
+    (home / "backends" / "python" / STUB_NAME).touch()
+    install = find_triton_install({s.TRITON_HOME.env: str(home)})
+    assert install.prebuilt_backends and install.backends_dir == home / "backends"
+    assert install.server_binary == home / "bin" / "tritonserver"
+    assert install.cache_directory == home / "caches"
+    assert not find_triton_install({}).prebuilt_backends  # unset: the nvidia-pytriton wheel's build
