@@ -172,11 +172,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
 
 def _generate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     # Everything that can be checked is checked before the (long) request is sent.
-    client = Hy3DClient(args.url, args.protocol, timeout_s=args.timeout_s)
-    uploader = R2Uploader.from_env(retry=client.retry) if args.upload else None
-    out = args.out or Path(Path(args.image).stem + GLB_SUFFIX)
-    if uploader is None and not out.parent.is_dir():
-        raise ConfigurationError("--out", f"folder {out.parent} does not exist")
+    client, uploader, out = _client_and_destination(args, Path(args.image))
     parameters = parameters_from_args(args)
     validate_parameters(parameters)
     request = InferenceRequest.build(load_image(Path(args.image), field="IMAGE"), parameters)
@@ -187,11 +183,7 @@ def _generate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
 def _texture(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     # As for generate: everything that can be checked is checked before the request is sent.
-    client = Hy3DClient(args.url, args.protocol, timeout_s=args.timeout_s)
-    uploader = R2Uploader.from_env(retry=client.retry) if args.upload else None
-    out = args.out or Path(Path(args.mesh).stem + GLB_SUFFIX)
-    if uploader is None and not out.parent.is_dir():
-        raise ConfigurationError("--out", f"folder {out.parent} does not exist")
+    client, uploader, out = _client_and_destination(args, Path(args.mesh))
     parameters = parameters_from_args(args)
     validate_parameters(parameters, names=TEXTURE_MODEL_PARAMETERS)
     mesh = load_mesh_file(Path(args.mesh), field="MESH")
@@ -200,6 +192,17 @@ def _texture(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     with Spinner(f"texturing on {client.settings.url}", stderr):
         result = client.send_texture(request, request_id=uid)
     return _deliver(result, uid, uploader, out, stdout, stderr)
+
+
+def _client_and_destination(args: argparse.Namespace, source: Path) -> tuple[Hy3DClient, R2Uploader | None, Path]:
+    """The client, the uploader (``--upload``) and the output path (``--out``, else ``<source stem>.glb``);
+    raises ``ConfigurationError`` for missing upload settings or an ``--out`` folder that does not exist."""
+    client = Hy3DClient(args.url, args.protocol, timeout_s=args.timeout_s)
+    uploader = R2Uploader.from_env(retry=client.retry) if args.upload else None
+    out = args.out or Path(source.stem + GLB_SUFFIX)
+    if uploader is None and not out.parent.is_dir():
+        raise ConfigurationError("--out", f"folder {out.parent} does not exist")
+    return client, uploader, out
 
 
 def _deliver(result: GenerationResult, uid: str, uploader: R2Uploader | None, out: Path, stdout: TextIO,
