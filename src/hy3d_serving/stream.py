@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from hy3d_client import contract
 
+from .bls import StageError
 from .errors import ErrorKind
 from .progress import (
     PROGRESS_CHANNEL_INPUT,
@@ -43,14 +44,6 @@ class EnsembleStep:
     model: str
     input_map: Mapping[str, str]
     output_map: Mapping[str, str]
-
-
-class StageError(Exception):
-    """A stage answered with an error; ``kind`` is its status, the message the stage's own."""
-
-    def __init__(self, kind: ErrorKind, message: str):
-        super().__init__(message)
-        self.kind = kind
 
 
 #: ``call_stage(model, inputs, output_names, request_id) -> outputs``; raises :class:`StageError`.

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .bls import triton_error
 from .errors import ErrorKind, RequestCancelled, error_reply
 from .logs import install_triton_logging, request_context, timed
 from .metrics import StageMetrics
@@ -119,12 +120,7 @@ class StageModel(ABC):
                     self.metrics.count_cancellation(monitor.last_step.split(" ")[0] if monitor else "")
                 else:
                     logger.exception("failed: %s", reply.message)
-                return pb_utils.InferenceResponse(error=_triton_error(pb_utils, reply.kind, reply.message))
+                return pb_utils.InferenceResponse(error=triton_error(pb_utils, reply.kind, reply.message))
             finally:
                 if reporter is not None:
                     reporter.close()
-
-
-def _triton_error(pb_utils: Any, kind: ErrorKind, message: str) -> Any:
-    code = getattr(pb_utils.TritonError, kind.value, None)
-    return pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)

@@ -18,10 +18,11 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 from hy3d_client import contract
 
+from hy3d_serving.bls import call_stage, triton_error
 from hy3d_serving.errors import ErrorKind
 from hy3d_serving.logs import install_triton_logging, request_context, timed
 from hy3d_serving.metrics import StageMetrics
-from hy3d_serving.stream import StageError, progress_outputs, read_ensemble_steps, run_stream
+from hy3d_serving.stream import progress_outputs, read_ensemble_steps, run_stream
 
 logger = logging.getLogger("hy3d_serving.stream")
 
@@ -72,7 +73,7 @@ class TritonPythonModel:
                     sender.send(_response(progress_outputs(phase, fraction)))
 
                 with timed(logger, "stream"):
-                    outcome = run_stream(self.steps, inputs, request_id=request_id, call_stage=_call_stage,
+                    outcome = run_stream(self.steps, inputs, request_id=request_id, call_stage=call_stage,
                                          send_progress=send_progress, is_cancelled=sender.is_cancelled,
                                          executor=self.executor)
                 if outcome.outputs is not None:
@@ -96,32 +97,9 @@ class TritonPythonModel:
                 self.threads.discard(threading.current_thread())
 
 
-def _call_stage(model: str, inputs: dict[str, np.ndarray], output_names: list[str],
-                request_id: str) -> dict[str, np.ndarray]:
-    request = pb_utils.InferenceRequest(
-        model_name=model, inputs=[pb_utils.Tensor(name, array) for name, array in inputs.items()],
-        requested_output_names=output_names, request_id=request_id,
-    )
-    response = request.exec()
-    if response.has_error():
-        error = response.error()
-        code = error.code() if hasattr(error, "code") else None
-        raise StageError(_kind_of(code), error.message())
-    return {name: pb_utils.get_output_tensor_by_name(response, name).as_numpy() for name in output_names}
-
-
-def _kind_of(code: Any) -> ErrorKind:
-    for kind in ErrorKind:
-        if code is not None and code == getattr(pb_utils.TritonError, kind.value, None):
-            return kind
-    return ErrorKind.INTERNAL
-
-
 def _response(outputs: dict[str, np.ndarray]) -> Any:
     return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(name, value) for name, value in outputs.items()])
 
 
 def _error_response(kind: ErrorKind, message: str) -> Any:
-    code = getattr(pb_utils.TritonError, kind.value, None)
-    error = pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
-    return pb_utils.InferenceResponse(error=error)
+    return pb_utils.InferenceResponse(error=triton_error(pb_utils, kind, message))

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from hy3d_client import contract
 
-from hy3d_serving import tensors
+from hy3d_serving import bls, tensors
 from hy3d_serving.errors import EngineError
 from hy3d_serving.mesh_input import prepare_mesh, read_mesh_file
 from hy3d_serving.progress import StepCallback
@@ -30,37 +30,19 @@ OUTPUTS = (contract.GLB_OUTPUT, contract.TEXTURED_OUTPUT, contract.SEED_OUTPUT, 
 _INVALID_INPUT = re.compile(r"^(?P<stage>[\w-]+): invalid input (?P<field>[A-Z_]+): (?P<problem>.*)$", re.DOTALL)
 
 
-def _pb_utils() -> Any:
-    import triton_python_backend_utils
-
-    return triton_python_backend_utils
-
-
 def call_stage(model: str, inputs: dict[str, np.ndarray], outputs: tuple[str, ...], request_id: str) -> dict[str, np.ndarray]:
     """Run ``model`` on ``inputs`` through BLS; its ``outputs`` by name.
 
     An invalid-input error of the stage becomes a ``ContractError`` naming the same input; any other
     error, or an answer lacking an output, an ``EngineError`` with the stage's message.
     """
-    pb_utils = _pb_utils()
-    request = pb_utils.InferenceRequest(
-        model_name=model, inputs=[pb_utils.Tensor(name, array) for name, array in inputs.items()],
-        requested_output_names=list(outputs), request_id=request_id,
-    )
-    response = request.exec()
-    if response.has_error():
-        message = response.error().message()
-        match = _INVALID_INPUT.match(message)
+    try:
+        return bls.call_stage(model, inputs, outputs, request_id)
+    except bls.StageError as error:
+        match = _INVALID_INPUT.match(str(error))
         if match:
-            raise contract.ContractError(match["field"], f"{match['problem']} (in {match['stage']})")
-        raise EngineError(message)
-    result = {}
-    for name in outputs:
-        tensor = pb_utils.get_output_tensor_by_name(response, name)
-        if tensor is None:  # e.g. an error response replayed by a response cache as an empty success
-            raise EngineError(f"{model} answered without its output {name}")
-        result[name] = tensor.as_numpy()
-    return result
+            raise contract.ContractError(match["field"], f"{match['problem']} (in {match['stage']})") from None
+        raise EngineError(str(error)) from None
 
 
 class TritonPythonModel(StageModel):
