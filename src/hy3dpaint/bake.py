@@ -231,6 +231,8 @@ def _back_sample(renderer, resolution, depth, reliable, cos, elevation, azimuth)
     weights = cos.reshape(-1)
     usable_depth = torch.where(reliable.reshape(-1) & (weights > 0), depth.reshape(-1), float("nan"))
     p00, p11 = projection[0, 0], projection[1, 1]
+    if on_cpu and _use_cpu_kernels():
+        return _back_sample_cpu(texels, view, p00, p11, width, height, usable_depth, weights, resolution)
     parts: list[tuple[torch.Tensor, ...]] = []
     # Elementwise per texel, so processing the table in chunks gives the same numbers; chunks keep
     # the temporaries small (cache-resident, no fresh pages for every intermediate).
@@ -256,6 +258,36 @@ def _back_sample(renderer, resolution, depth, reliable, cos, elevation, azimuth)
         parts.append(tuple(torch.zeros(0, dtype=dtype, device=texels.device)
                            for dtype in (torch.int64, torch.int32, torch.int32, torch.float32, torch.float32, torch.int32)))
     index, ix, iy, fx, fy, pixel = (torch.cat(values) for values in zip(*parts))
+    return _sampling(index, ix, iy, fx, fy, pixel, weights, width, height, resolution, texels.shape[0])
+
+
+def _use_cpu_kernels() -> bool:
+    from hy3dpaint.render import rasterizer
+
+    return rasterizer.USE_CPU_KERNELS  # one switch for the rasterizer's and the bake's loops
+
+
+def _back_sample_cpu(texels, view, p00, p11, width, height, usable_depth, weights, resolution) -> ViewSampling:
+    """:func:`_back_sample`'s per-texel tests as one compiled loop per chunk (``bake_kernels``)."""
+    from hy3dpaint import bake_kernels
+
+    depth = usable_depth.contiguous().numpy()
+    parts: list[tuple[np.ndarray, ...]] = []
+    for begin in range(0, texels.shape[0], TEXELS_PER_CHUNK):
+        camera = (texels[begin : begin + TEXELS_PER_CHUNK] @ view).numpy()  # float32, as the torch path
+        size = camera.shape[0]
+        outputs = (np.empty(size, np.int64), np.empty(size, np.int32), np.empty(size, np.float32),
+                   np.empty(size, np.float32))
+        count = bake_kernels.seen_texels(camera, begin, np.float32(p00), np.float32(p11), width, height, depth,
+                                         np.float32(DEPTH_TOLERANCE), *outputs)
+        parts.append(tuple(array[:count] for array in outputs))
+    index, pixel, fx, fy = (torch.from_numpy(np.concatenate(values)) for values in zip(*parts))
+    ix = fx.to(torch.int32).clamp_(0, width - 1)
+    iy = fy.to(torch.int32).clamp_(0, height - 1)
+    return _sampling(index, ix, iy, fx, fy, pixel, weights, width, height, resolution, texels.shape[0])
+
+
+def _sampling(index, ix, iy, fx, fy, pixel, weights, width, height, resolution, texel_count) -> ViewSampling:
     x0, y0 = ix.long(), iy.long()
     x1, y1 = (x0 + 1).clamp(max=width - 1), (y0 + 1).clamp(max=height - 1)
     corners = torch.stack([y0 * width + x0, y0 * width + x1, y1 * width + x0, y1 * width + x1], dim=1)
@@ -266,7 +298,7 @@ def _back_sample(renderer, resolution, depth, reliable, cos, elevation, azimuth)
         wy=(fy - y0).unsqueeze(1),
         cos=weights.index_select(0, pixel),
         resolution=resolution,
-        texel_count=texels.shape[0],
+        texel_count=texel_count,
     )
 
 
@@ -372,6 +404,13 @@ class _SparseMerge:
             raise ValueError(f"image is {pixels.shape[1]}x{pixels.shape[0]}; this sampling was computed for "
                              f"{sampling.resolution}^2")
         flat = pixels.reshape(-1, pixels.shape[2])
+        if flat.device.type == "cpu" and _use_cpu_kernels():
+            from hy3dpaint import bake_kernels
+
+            bake_kernels.accumulate(self.merged.numpy(), self.trust.numpy(), flat.contiguous().numpy(),
+                                    sampling.texels.numpy(), sampling.corners.numpy(), sampling.wx.numpy(),
+                                    sampling.wy.numpy(), weight.contiguous().numpy())
+            return
         # A view sees each texel once, so the update runs chunk by chunk (same numbers, small temporaries).
         for begin in range(0, sampling.texels.shape[0], TEXELS_PER_CHUNK):
             part = slice(begin, begin + TEXELS_PER_CHUNK)
@@ -411,24 +450,24 @@ def bake_and_inpaint(
     inpaint_mode: str = "fast",
     callback: ProgressCallback | None = None,
 ) -> dict[str, np.ndarray]:
-    """Bake every material (``bake_materials``) and fill its unpainted texels (``inpaint_texture``).
+    """Bake every material (``bake_materials``) and fill its unpainted texels (``inpaint_textures``:
+    the materials share the bake's mask, so the inpainting's mask-only work is done once).
 
     ``faces`` index the renderer's (seam-split) vertices. Returns ``{name: uint8 [T, T, C]}``; both
     texture engines (neural and built-in) finish their textures with this. Reports ``paint:bake``
     after the bake and after each material's inpainting (``1 + len(images)`` steps).
     """
-    from hy3dpaint.inpaint import inpaint_texture
+    from hy3dpaint.inpaint import inpaint_textures
 
     vertices, uv = renderer.normalized_input_vertices(), renderer.input_uv()
-    on_device = renderer.device.type != "cpu"  # then the textures stay there for the inpainting
+    on_device = renderer.device.type != "cpu"  # then the textures stay there for the vertex step
     chart_mask = renderer.texels.mask if on_device else renderer.texels.mask.cpu().numpy()
-    textures = {}
     baked = bake_materials(renderer, images, views, keep_on_device=on_device)
     total = 1 + len(baked)
     report(callback, PHASE_BAKE, 1, total)
-    for index, (name, (texture, mask)) in enumerate(baked.items()):
-        logger.debug("%s baked: %.1f%% of texels painted", name, 100.0 * float((mask > 0).sum()) / mask.shape[0] / mask.shape[1])
-        textures[name] = inpaint_texture(texture, mask, vertices, uv, np.asarray(faces),
-                                         chart_mask=chart_mask, mode=inpaint_mode)
-        report(callback, PHASE_BAKE, 2 + index, total)
-    return textures
+    mask = next(iter(baked.values()))[1]  # one mask for all materials
+    logger.debug("baked: %.1f%% of texels painted", 100.0 * float((mask > 0).sum()) / mask.shape[0] / mask.shape[1])
+    names = list(baked)
+    return inpaint_textures({name: texture for name, (texture, _) in baked.items()}, mask, vertices, uv,
+                            np.asarray(faces), chart_mask=chart_mask, mode=inpaint_mode,
+                            on_filled=lambda name: report(callback, PHASE_BAKE, 2 + names.index(name), total))

@@ -9,10 +9,16 @@
 Modes (``inpaint_texture(mode=...)``):
 
 * ``"reference"``: NS over the whole atlas, as upstream (its cost grows with the empty atlas area).
-* ``"fast"`` (default): texels farther than ``NS_GUTTER`` texels from any chart are first filled
-  smoothly from the painted texels (a push-pull pyramid), then NS runs only on the unpainted texels
-  inside charts and in the gutter. Chart texels match the reference except near unpainted
-  holes that touch the chart border (see docs/paint.md for the measured difference).
+* ``"fast"`` (default): NS runs only on the unpainted texels inside charts, within ``NS_GUTTER``
+  texels of a chart and within ``NS_HOLE_GUTTER`` texels of an unpainted chart texel; the texels
+  beyond are filled first (``fill_far_from_charts``): a band of ``NEAREST_BAND`` texels takes the
+  colour of the nearest painted texel, which is what NS extends outwards from a painted border,
+  and the rest of the empty atlas is that fill blurred (smooth, so it compresses well). Chart
+  texels match the reference, up to rare texels of holes that reach a chart border (see
+  docs/paint.md for the measured difference).
+
+Materials baked together (``bake_materials``: albedo and MR) share one mask, so ``inpaint_textures``
+builds the mesh graph, the vertex propagation's passes and the far-fill plan once for all of them.
 
 The vertex step has two implementations with the same algorithm and order: ``"sparse"`` (default;
 each pass is solved as one sparse unit-lower-triangular system in float64) and ``"loop"`` (the
@@ -23,12 +29,13 @@ order.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.sparse import csr_matrix
 from scipy.sparse.linalg import spsolve_triangular
 
@@ -36,9 +43,22 @@ logger = logging.getLogger(__name__)
 
 #: Neighbourhood radius of the OpenCV inpainting, texels.
 INPAINT_RADIUS = 3
-#: Fast mode: unpainted texels within this many texels of a chart are inpainted with NS; farther
-#: ones are filled with the nearest painted colour.
-NS_GUTTER = 8
+#: Fast mode: unpainted texels within this many texels of a chart are inpainted with NS...
+NS_GUTTER = 1
+#: ... and so are those within this many texels of an unpainted chart texel: NS fills a hole that
+#: reaches a chart's border partly from outside the chart, where the reference's NS runs too. The
+#: rest is filled first by ``fill_far_from_charts``. With 32, the chart texels of the benchmark
+#: mesh are bit-identical to the reference (docs/paint.md).
+NS_HOLE_GUTTER = 32
+#: Fast mode: far texels within this many texels of the NS region take the colour of the nearest
+#: painted texel. NS reads ``INPAINT_RADIUS`` texels around every texel it fills, so a wider band
+#: changes nothing NS sees.
+NEAREST_BAND = INPAINT_RADIUS + 1
+#: Fast mode: the empty atlas beyond the band is the nearest-colour fill averaged over blocks of
+#: ``2 ** FAR_BLUR_LEVELS`` texels and interpolated back (no hard edges between charts' colours).
+FAR_BLUR_LEVELS = 4
+#: Materials whose far fill and NS run at once (threads; OpenCV releases the GIL).
+NS_THREADS = 2
 #: Distances below this are clamped in the inverse-squared-distance weights.
 MIN_EDGE_LENGTH = 1e-4
 #: Passes of the vertex propagation start with this "patience"; a pass that colours nothing new
@@ -53,7 +73,7 @@ VERTEX_METHODS = ("sparse", "loop")
 
 @dataclass
 class _Seeds:
-    colors: np.ndarray  # float64 [V, C]
+    colors: np.ndarray  # float64 [V, C]: the channels of every material, side by side
     colored: np.ndarray  # bool [V]
     pending: np.ndarray  # int64 [E]: vertices of the corners whose texel is unpainted, in corner order
     rows: np.ndarray  # int64 [F * 3]: texel row of every corner
@@ -103,6 +123,25 @@ def _neighbour_graph(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarra
     return pointer, target, weight
 
 
+def _check_method(method: str) -> None:
+    if method not in VERTEX_METHODS:
+        raise ValueError(f"unknown vertex inpaint method {method!r}; allowed: {', '.join(VERTEX_METHODS)}")
+
+
+def _check_shapes(textures: Sequence, mask) -> None:
+    if not textures:
+        raise ValueError("need at least one texture to inpaint")
+    for texture in textures:
+        if texture.ndim != 3 or tuple(mask.shape) != tuple(texture.shape[:2]):
+            raise ValueError(f"texture must be [H, W, C] and mask [H, W]; got {list(texture.shape)} and {list(mask.shape)}")
+
+
+def _propagate(seeds: _Seeds, vertices: np.ndarray, faces: np.ndarray, method: str, groups: Sequence[int]) -> None:
+    graph = _neighbour_graph(np.asarray(vertices), faces)
+    passes = _propagate_sparse(seeds, graph, groups) if method == "sparse" else _propagate_loop(seeds, graph)
+    logger.debug("vertex inpaint: %d pending corners, %d passes", len(seeds.pending), passes)
+
+
 def vertex_inpaint(
     texture: np.ndarray,
     mask: np.ndarray,
@@ -119,28 +158,58 @@ def vertex_inpaint(
     (the reference uses the normalised mesh in input axes; only distances matter), ``uv [V', 2]``
     (v up) with ``uv_faces`` (default ``faces``). Returns a new (texture float32, mask uint8 0/255).
     """
-    if method not in VERTEX_METHODS:
-        raise ValueError(f"unknown vertex inpaint method {method!r}; allowed: {', '.join(VERTEX_METHODS)}")
-    texture = np.asarray(texture, dtype=np.float32)
+    (texture,), mask = vertex_inpaint_textures([texture], mask, vertices, uv, faces, uv_faces, method=method)
+    return texture, mask
+
+
+def vertex_inpaint_textures(
+    textures: Sequence[np.ndarray],
+    mask: np.ndarray,
+    vertices: np.ndarray,
+    uv: np.ndarray,
+    faces: np.ndarray,
+    uv_faces: np.ndarray | None = None,
+    *,
+    method: str = "sparse",
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """:func:`vertex_inpaint` of several textures painted under one ``mask``.
+
+    The mesh graph and the passes (which vertex is coloured when) depend only on the mask, so they
+    are computed once; every texture gets the values its own ``vertex_inpaint`` would give.
+    Returns (new float32 textures, mask uint8 0/255).
+    """
+    _check_method(method)
+    textures = [np.asarray(texture, dtype=np.float32) for texture in textures]
     mask = np.asarray(mask)
-    if texture.ndim != 3 or mask.shape != texture.shape[:2]:
-        raise ValueError(f"texture must be [H, W, C] and mask [H, W]; got {texture.shape} and {mask.shape}")
+    _check_shapes(textures, mask)
     faces = np.asarray(faces, dtype=np.int64)
     uv_faces = faces if uv_faces is None else np.asarray(uv_faces, dtype=np.int64)
-    seeds = _seed(texture, mask, len(vertices), np.asarray(uv), faces, uv_faces)
-    graph = _neighbour_graph(np.asarray(vertices), faces)
-    propagate = _propagate_sparse if method == "sparse" else _propagate_loop
-    passes = propagate(seeds, graph)
-    logger.debug("vertex inpaint: %d pending corners, %d passes", len(seeds.pending), passes)
-    return write_vertex_colors(texture, mask, seeds)
+    height, width = mask.shape
+    rows, cols = _corner_texels(np.asarray(uv), uv_faces, height, width)
+    corner_colors = np.concatenate([texture[rows, cols] for texture in textures], axis=1)
+    seeds = _seed_from_corners(corner_colors, mask[rows, cols] > 0, len(vertices), faces, rows, cols)
+    groups = [texture.shape[2] for texture in textures]
+    _propagate(seeds, vertices, faces, method, groups)
+    results = [write_vertex_colors(texture, mask, seeds, channels)
+               for texture, channels in zip(textures, _channel_slices(groups))]
+    return [texture for texture, _ in results], results[0][1]
 
 
-def write_vertex_colors(texture: np.ndarray, mask: np.ndarray, seeds: _Seeds) -> tuple[np.ndarray, np.ndarray]:
-    """Copies of ``texture`` and ``mask`` with each colored vertex's colour written to its corner texels."""
+def _channel_slices(groups: Sequence[int]) -> list[slice]:
+    ends = np.cumsum(groups).tolist()
+    return [slice(end - count, end) for end, count in zip(ends, groups)]
+
+
+def write_vertex_colors(
+    texture: np.ndarray, mask: np.ndarray, seeds: _Seeds, channels: slice | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Copies of ``texture`` and ``mask`` with each colored vertex's colour (its ``channels`` of the
+    seeds, default all) written to its corner texels."""
     out_texture, out_mask = texture.copy(), mask.astype(np.uint8).copy()
     write = seeds.colored[seeds.corner_vertex]
     rows, cols = seeds.rows[write], seeds.cols[write]
-    out_texture[rows, cols] = seeds.colors[seeds.corner_vertex[write]].astype(np.float32)
+    colors = seeds.colors if channels is None else seeds.colors[:, channels]
+    out_texture[rows, cols] = colors[seeds.corner_vertex[write]].astype(np.float32)
     out_mask[rows, cols] = 255
     return out_texture, out_mask
 
@@ -184,13 +253,18 @@ def _propagate_loop(seeds: _Seeds, graph) -> int:
     return passes
 
 
-def _propagate_sparse(seeds: _Seeds, graph) -> int:
-    """Same passes as :func:`_propagate_loop`, each solved as one sparse triangular system."""
+def _propagate_sparse(seeds: _Seeds, graph, groups: Sequence[int] | None = None) -> int:
+    """Same passes as :func:`_propagate_loop`, each solved as one sparse triangular system.
+
+    ``groups``: channel counts of the materials side by side in ``seeds.colors``; each material's
+    channels are solved on their own, so its numbers do not depend on the other materials.
+    """
     pointer, neighbour, weight = graph
     pending = seeds.pending
     entries = len(pending)
     if entries == 0:
         return _count_trivial_passes()
+    slices = _channel_slices(groups or [seeds.colors.shape[1]])
     # Entry-neighbour pairs: entry k (vertex pending[k]) sees neighbour j with weight w.
     degree = pointer[pending + 1] - pointer[pending]
     pair_entry = np.repeat(np.arange(entries), degree)
@@ -204,7 +278,7 @@ def _propagate_sparse(seeds: _Seeds, graph) -> int:
     while patience > 0 and passes < MAX_PASSES:
         first_success, success = _successes(seeds.colored, pending, pair_entry, pair_vertex, has_pairs, pair_starts, never)
         colored_at = first_success[pair_vertex] < pair_entry  # neighbour coloured when the entry is visited
-        _solve_pass(seeds, pending, success, colored_at, pair_entry, pair_vertex, pair_weight, entries)
+        _solve_pass(seeds, pending, success, colored_at, pair_entry, pair_vertex, pair_weight, entries, slices)
         seeds.colored[pending[success]] = True
         uncolored = int(entries - success.sum())
         patience = _next_patience(patience, uncolored, previous)
@@ -244,7 +318,7 @@ def _successes(colored, pending, pair_entry, pair_vertex, has_pairs, pair_starts
         first_success = np.minimum(first_success, candidate)
 
 
-def _solve_pass(seeds, pending, success, colored_at, pair_entry, pair_vertex, pair_weight, entries) -> None:
+def _solve_pass(seeds, pending, success, colored_at, pair_entry, pair_vertex, pair_weight, entries, slices) -> None:
     """Values of one pass: y_k = sum_j w_kj value_j(at k) / sum_j w_kj over neighbours coloured at k."""
     use = colored_at & success[pair_entry]
     k, j, w = pair_entry[use], pair_vertex[use], pair_weight[use]
@@ -264,10 +338,11 @@ def _solve_pass(seeds, pending, success, colored_at, pair_entry, pair_vertex, pa
     old = ~from_pass
     np.add.at(rhs, k[old], seeds.colors[j[old]] * w[old, None])
     if from_pass.any():
-        system = csr_matrix(
-            (-w[from_pass], (k[from_pass], source_entry[from_pass])), shape=(entries, entries)
-        ) + csr_matrix((np.ones(entries), (np.arange(entries), np.arange(entries))), shape=(entries, entries))
-        values = spsolve_triangular(system.tocsr(), rhs, lower=True, unit_diagonal=True)
+        system = (csr_matrix((-w[from_pass], (k[from_pass], source_entry[from_pass])), shape=(entries, entries))
+                  + csr_matrix((np.ones(entries), (np.arange(entries), np.arange(entries))), shape=(entries, entries))
+                  ).tocsr()
+        values = np.concatenate([spsolve_triangular(system, np.ascontiguousarray(rhs[:, part]), lower=True,
+                                                    unit_diagonal=True) for part in slices], axis=1)
     else:
         values = rhs
     # Each vertex keeps the value of its last successful entry.
@@ -283,59 +358,98 @@ def ns_inpaint(texture_uint8: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return cv2.inpaint(texture_uint8, unpainted, INPAINT_RADIUS, cv2.INPAINT_NS)
 
 
-def push_pull_fill(image: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """Smooth fill of the unknown pixels of ``image`` (float ``[H, W, C]``) from the known ones.
+# --------------------------------------------------------------------------------------------------
+# Fast mode: the empty atlas away from the charts
+# --------------------------------------------------------------------------------------------------
 
-    Push: a pyramid of known-weighted averages (area downsampling) down to 1 pixel; pull: from the
-    coarsest level up, unknown pixels take the bilinearly upsampled coarser level. Known pixels keep
-    their values. Cheap (a few passes over the image) and free of the hard edges of a nearest fill.
+
+@dataclass
+class FarFill:
+    """Where and from which texels the fast mode fills the atlas away from the charts.
+
+    Depends only on the painted mask and the chart mask, so materials baked together share it.
+    ``nearest``: ``[H, W, 2]`` (x, y) of the nearest painted texel (L2) of every texel, a
+    ``cv2.remap`` map; ``band``, ``beyond``: uint8 ``[H, W]``, 1 where the nearest colour / the
+    blurred fill is written; ``mask``: the painted mask with both set (NS fills what stays 0).
     """
-    return np.where(known[..., None], image.astype(np.float32), _pulled_unknowns(image, known))
+
+    nearest: np.ndarray
+    band: np.ndarray
+    beyond: np.ndarray
+    mask: np.ndarray
+
+    @classmethod
+    def plan(cls, mask: np.ndarray, chart_mask: np.ndarray, gutter: int = NS_GUTTER,
+             hole_gutter: int = NS_HOLE_GUTTER, band: int = NEAREST_BAND) -> FarFill | None:
+        """The plan for ``mask`` (uint8, > 0 painted) and ``chart_mask`` (bool): NS keeps the unpainted
+        texels within ``gutter`` of a chart and within ``hole_gutter`` of an unpainted chart texel.
+        ``None`` when there is nothing to fill (no painted texel, or no texel beyond those)."""
+        painted = np.asarray(mask) > 0
+        if not painted.any():
+            return None
+        charts = np.asarray(chart_mask, dtype=bool)
+        near = _dilate(charts.view(np.uint8), gutter) | _dilate((charts & ~painted).view(np.uint8), hole_gutter)
+        far = (near == 0) & ~painted
+        if not far.any():
+            return None
+        _, labels = cv2.distanceTransformWithLabels((~painted).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5,
+                                                    labelType=cv2.DIST_LABEL_PIXEL)
+        # Every painted texel is its own label; map labels back to texel coordinates.
+        height, width = painted.shape
+        texel = np.flatnonzero(painted)
+        coordinate_type = np.int16 if max(height, width) <= np.iinfo(np.int16).max else np.float32
+        coordinates = np.zeros((int(labels.max()) + 1, 2), dtype=coordinate_type)
+        label = labels.reshape(-1)[texel]
+        coordinates[label, 0] = texel % width
+        coordinates[label, 1] = texel // width
+        # One (x, y) pair per label, gathered as a single 32- or 64-bit word (a 1-D take is fastest).
+        word = np.int32 if coordinate_type == np.int16 else np.int64
+        nearest = np.take(coordinates.view(word).reshape(-1), labels).view(coordinate_type).reshape(height, width, 2)
+        in_band = far & (_dilate(near.view(np.uint8), band) > 0)
+        new_mask = np.asarray(mask, dtype=np.uint8).copy()
+        new_mask[far] = 255
+        return cls(nearest=nearest, band=in_band.view(np.uint8),
+                   beyond=(far & ~in_band).view(np.uint8), mask=new_mask)
+
+    def apply(self, texture_uint8: np.ndarray) -> np.ndarray:
+        """A copy of ``texture_uint8 [H, W, C]`` with the far texels filled."""
+        height, width = self.mask.shape
+        texture_uint8 = np.ascontiguousarray(texture_uint8)
+        nearest = cv2.remap(texture_uint8, self.nearest, None, cv2.INTER_NEAREST).reshape(texture_uint8.shape)
+        filled = texture_uint8.copy()
+        cv2.copyTo(nearest, self.band, filled)
+        if self.beyond.any():
+            block = 2**FAR_BLUR_LEVELS
+            coarse = cv2.resize(nearest, (max(1, width // block), max(1, height // block)), interpolation=cv2.INTER_AREA)
+            smooth = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR).reshape(texture_uint8.shape)
+            cv2.copyTo(smooth, self.beyond, filled)
+        return filled
 
 
-def _pulled_unknowns(image: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """What :func:`push_pull_fill` gives the unknown pixels (float32 ``[H, W, C]``; known ones are
-    not meaningful). At full resolution an unknown pixel always takes the upsampled coarser level,
-    so the finest level is only needed for the push."""
-    weight = known.astype(np.float32)
-    # The weights are 0 or 1: masking first and converting once gives the same values as image * weight.
-    values = np.where(known[..., None], image, 0).astype(np.float32)
-    levels = []
-    while min(weight.shape) > 1:
-        levels.append((values, weight))
-        size = (max(1, weight.shape[1] // 2), max(1, weight.shape[0] // 2))
-        values = cv2.resize(values, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], -1)
-        weight = cv2.resize(weight, size, interpolation=cv2.INTER_AREA)
-    filled = values / np.maximum(weight, 1e-12)[..., None]
-    for index, (values, weight) in reversed(list(enumerate(levels))):
-        size = (weight.shape[1], weight.shape[0])
-        coarse = cv2.resize(filled, size, interpolation=cv2.INTER_LINEAR).reshape(size[1], size[0], -1)
-        if index == 0:
-            return coarse
-        filled = np.where(weight[..., None] > 0, values / np.maximum(weight, 1e-12)[..., None], coarse)
-    return np.broadcast_to(filled, image.shape).astype(np.float32)  # a 1-pixel-wide image
+def _dilate(image: np.ndarray, radius: int) -> np.ndarray:
+    """Box dilation with a ``(2 radius + 1)^2`` square (uint8)."""
+    if radius <= 0:
+        return image.copy()
+    return cv2.dilate(image, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * radius + 1, 2 * radius + 1)))
 
 
 def fill_far_from_charts(
-    texture_uint8: np.ndarray, mask: np.ndarray, chart_mask: np.ndarray, gutter: int = NS_GUTTER
+    texture_uint8: np.ndarray, mask: np.ndarray, chart_mask: np.ndarray, gutter: int = NS_GUTTER,
+    hole_gutter: int = NS_HOLE_GUTTER,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Fill texels farther than ``gutter`` from any chart smoothly from the painted texels
-    (:func:`push_pull_fill`). Returns (texture, mask) with those texels painted; the rest is unchanged.
+    """Fill the unpainted texels NS does not need (see :class:`FarFill`).
+
+    Returns (texture, mask) with those texels painted; the rest is unchanged.
     """
-    painted = np.asarray(mask) > 0
-    if not painted.any():
+    plan = FarFill.plan(mask, chart_mask, gutter, hole_gutter)
+    if plan is None:
         return texture_uint8, mask
-    box = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * gutter + 1, 2 * gutter + 1))
-    near = cv2.dilate(np.asarray(chart_mask, dtype=np.uint8), box) > 0
-    far = ~near & ~painted
-    if not far.any():
-        return texture_uint8, mask
-    smooth = _pulled_unknowns(texture_uint8, painted)
-    filled = texture_uint8.copy()
-    filled[far] = np.clip(np.rint(smooth[far]), 0, 255).astype(np.uint8)
-    new_mask = np.asarray(mask, dtype=np.uint8).copy()
-    new_mask[far] = 255
-    return filled, new_mask
+    return plan.apply(texture_uint8), plan.mask
+
+
+# --------------------------------------------------------------------------------------------------
+# The whole fill
+# --------------------------------------------------------------------------------------------------
 
 
 def inpaint_texture(
@@ -357,28 +471,79 @@ def inpaint_texture(
     The float texture of the reference is this result / 255.
 
     NumPy arrays (and CPU tensors) are filled with NumPy/OpenCV, the fastest on the CPU. Tensors on
-    another device stay there (:func:`inpaint_texture_on_device`) except for the NS pass.
+    another device keep the vertex step there (:func:`vertex_inpaint_on_device`); the 8-bit texture
+    then goes to the host for the far fill and NS (OpenCV's NS has no torch counterpart).
     """
+    result = inpaint_textures({"texture": texture}, mask, vertices, uv, faces, chart_mask=chart_mask, mode=mode,
+                              vertex_method=vertex_method)
+    return result["texture"]
+
+
+def inpaint_textures(
+    textures: Mapping[str, np.ndarray | torch.Tensor],
+    mask: np.ndarray | torch.Tensor,
+    vertices: np.ndarray,
+    uv: np.ndarray,
+    faces: np.ndarray,
+    *,
+    chart_mask: np.ndarray | torch.Tensor | None = None,
+    mode: str = "fast",
+    vertex_method: str = "sparse",
+    on_filled: Callable[[str], None] | None = None,
+    torch_vertex_step: bool | None = None,
+) -> dict[str, np.ndarray]:
+    """:func:`inpaint_texture` of materials baked under one ``mask`` (``bake_materials``' albedo and
+    MR): the vertex graph and passes and the far-fill plan are computed once; each material gets
+    what its own ``inpaint_texture`` call would give. ``on_filled(name)`` is called as each
+    material is finished. Returns ``{name: uint8 [H, W, C]}``.
+
+    ``torch_vertex_step``: run the vertex step on the tensors' device (:func:`vertex_inpaint_on_device`;
+    same results); by default only for tensors off the CPU.
+    """
+    if torch_vertex_step is None:
+        torch_vertex_step = any(isinstance(value, torch.Tensor) and value.device.type != "cpu"
+                                for value in textures.values())
     if mode not in INPAINT_MODES:
         raise ValueError(f"unknown inpaint mode {mode!r}; allowed: {', '.join(INPAINT_MODES)}")
     if mode == "fast" and chart_mask is None:
         raise ValueError("inpaint mode 'fast' needs chart_mask (the texels covered by the UV layout)")
-    if isinstance(texture, torch.Tensor) and texture.device.type != "cpu":
-        return inpaint_texture_on_device(texture, mask, vertices, uv, faces, chart_mask=chart_mask, mode=mode,
-                                         vertex_method=vertex_method)
-    texture, mask = (value.cpu().numpy() if isinstance(value, torch.Tensor) else value for value in (texture, mask))
-    if isinstance(chart_mask, torch.Tensor):
-        chart_mask = chart_mask.cpu().numpy()
-    texture, mask = vertex_inpaint(texture, mask, vertices, uv, faces, method=vertex_method)
-    np.multiply(texture, np.float32(255), out=texture)  # a new float32 array: scaled in place
-    texture_uint8 = texture.astype(np.uint8)
+    names = list(textures)
+    values = [textures[name] for name in names]
+    if torch_vertex_step:
+        device = next((value.device for value in values if isinstance(value, torch.Tensor)), torch.device("cpu"))
+        filled, mask = vertex_inpaint_textures_on_device(
+            [torch.as_tensor(value).to(device) for value in values], torch.as_tensor(mask).to(device),
+            vertices, uv, faces, method=vertex_method)
+        eight_bit = [(texture * 255).to(torch.uint8).cpu().numpy() for texture in filled]
+        mask = mask.cpu().numpy()
+    else:
+        arrays = [value.cpu().numpy() if isinstance(value, torch.Tensor) else value for value in values]
+        mask = mask.cpu().numpy() if isinstance(mask, torch.Tensor) else mask
+        filled, mask = vertex_inpaint_textures(arrays, mask, vertices, uv, faces, method=vertex_method)
+        eight_bit = []
+        for texture in filled:
+            np.multiply(texture, np.float32(255), out=texture)  # a new float32 array: scaled in place
+            eight_bit.append(texture.astype(np.uint8))
+        del filled
+    plan = None
     if mode == "fast":
-        texture_uint8, mask = fill_far_from_charts(texture_uint8, mask, chart_mask)
-    return ns_inpaint(texture_uint8, mask)
+        plan = FarFill.plan(mask, chart_mask.cpu().numpy() if isinstance(chart_mask, torch.Tensor) else chart_mask)
+
+    def finish(texture: np.ndarray) -> np.ndarray:
+        return ns_inpaint(texture, mask) if plan is None else ns_inpaint(plan.apply(texture), plan.mask)
+
+    result = {}
+    # OpenCV releases the GIL: the materials' NS runs side by side (wall time; the CPU time is the same).
+    with ThreadPoolExecutor(max_workers=max(1, min(NS_THREADS, len(names)))) as pool:
+        for name, filled_texture in zip(names, pool.map(finish, eight_bit)):
+            result[name] = filled_texture
+            if on_filled is not None:
+                on_filled(name)
+    return result
 
 
 # --------------------------------------------------------------------------------------------------
-# The same steps on a torch device
+# The vertex step on a torch device
 # --------------------------------------------------------------------------------------------------
 
 
@@ -392,90 +557,41 @@ def vertex_inpaint_on_device(
     thousand vertices, where NumPy is fastest); the texture stays on its device. Returns new
     (texture float32, mask uint8 0/255) tensors.
     """
-    if method not in VERTEX_METHODS:
-        raise ValueError(f"unknown vertex inpaint method {method!r}; allowed: {', '.join(VERTEX_METHODS)}")
-    if texture.ndim != 3 or tuple(mask.shape) != tuple(texture.shape[:2]):
-        raise ValueError(f"texture must be [H, W, C] and mask [H, W]; got {list(texture.shape)} and {list(mask.shape)}")
-    height, width, channels = texture.shape
+    (texture,), mask = vertex_inpaint_textures_on_device([texture], mask, vertices, uv, faces, method=method)
+    return texture, mask
+
+
+def vertex_inpaint_textures_on_device(
+    textures: Sequence[torch.Tensor], mask: torch.Tensor, vertices: np.ndarray, uv: np.ndarray, faces: np.ndarray, *,
+    method: str = "sparse",
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """:func:`vertex_inpaint_textures` for tensors on any device (see :func:`vertex_inpaint_on_device`)."""
+    _check_method(method)
+    _check_shapes(textures, mask)
+    height, width = mask.shape
     faces = np.asarray(faces, dtype=np.int64)
     rows, cols = _corner_texels(np.asarray(uv), faces, height, width)
     flat = rows * width + cols
-    flat_device = torch.from_numpy(flat).to(texture.device)
-    texture = texture.to(torch.float32)
-    corner_colors = texture.reshape(-1, channels)[flat_device].cpu().numpy()
+    device = textures[0].device
+    flat_device = torch.from_numpy(flat).to(device)
+    textures = [texture.to(torch.float32) for texture in textures]
+    corner_colors = np.concatenate(
+        [texture.reshape(-1, texture.shape[2])[flat_device].cpu().numpy() for texture in textures], axis=1)
     corner_painted = (mask.reshape(-1)[flat_device] > 0).cpu().numpy()
     seeds = _seed_from_corners(corner_colors, corner_painted, len(vertices), faces, rows, cols)
-    propagate = _propagate_sparse if method == "sparse" else _propagate_loop
-    propagate(seeds, _neighbour_graph(np.asarray(vertices), faces))
+    groups = [texture.shape[2] for texture in textures]
+    _propagate(seeds, vertices, faces, method, groups)
     write = np.nonzero(seeds.colored[seeds.corner_vertex])[0]
     # Several corners may share a texel: keep the last one, as NumPy's assignment does.
     _, last_from_end = np.unique(flat[write][::-1], return_index=True)
     write = write[len(write) - 1 - last_from_end]
-    out_texture, out_mask = texture.clone(), mask.to(torch.uint8).clone()
-    index = torch.from_numpy(flat[write]).to(texture.device)
-    values = torch.from_numpy(seeds.colors[seeds.corner_vertex[write]].astype(np.float32)).to(texture.device)
-    out_texture.view(-1, channels)[index] = values
+    index = torch.from_numpy(flat[write]).to(device)
+    out_textures = []
+    for texture, channels in zip(textures, _channel_slices(groups)):
+        out = texture.clone()
+        values = seeds.colors[:, channels][seeds.corner_vertex[write]].astype(np.float32)
+        out.view(-1, texture.shape[2])[index] = torch.from_numpy(values).to(device)
+        out_textures.append(out)
+    out_mask = mask.to(torch.uint8).clone()
     out_mask.view(-1)[index] = 255
-    return out_texture, out_mask
-
-
-def push_pull_fill_on_device(image: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-    """:func:`push_pull_fill` in torch (area downsampling, bilinear upsampling) on the tensors' device.
-
-    Matches the OpenCV version up to float rounding (and, for sizes that are not powers of two, up
-    to how the area filter splits odd sizes).
-    """
-    weight = known.to(torch.float32)[None, None]
-    values = image.to(torch.float32).permute(2, 0, 1)[None] * weight
-    levels = []
-    while min(weight.shape[-2:]) > 1:
-        levels.append((values, weight))
-        size = (max(1, weight.shape[-2] // 2), max(1, weight.shape[-1] // 2))
-        values = F.interpolate(values, size=size, mode="area")
-        weight = F.interpolate(weight, size=size, mode="area")
-    filled = values / weight.clamp_min(1e-12)
-    for values, weight in reversed(levels):
-        coarse = F.interpolate(filled, size=tuple(weight.shape[-2:]), mode="bilinear", align_corners=False)
-        filled = torch.where(weight > 0, values / weight.clamp_min(1e-12), coarse)
-    filled = filled[0].permute(1, 2, 0)
-    return torch.where(known[..., None], image.to(torch.float32), filled)
-
-
-def fill_far_from_charts_on_device(
-    texture_uint8: torch.Tensor, mask: torch.Tensor, chart_mask: torch.Tensor, gutter: int = NS_GUTTER
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`fill_far_from_charts` in torch on the tensors' device."""
-    from hy3dpaint.edges import dilate_box
-
-    painted = mask > 0
-    if not bool(painted.any()):
-        return texture_uint8, mask
-    far = ~dilate_box(chart_mask.to(torch.bool), gutter) & ~painted
-    if not bool(far.any()):
-        return texture_uint8, mask
-    smooth = push_pull_fill_on_device(texture_uint8, painted)
-    filled = torch.where(far[..., None], smooth.round().clamp(0, 255).to(torch.uint8), texture_uint8)
-    return filled, torch.where(far, torch.full_like(mask, 255), mask.to(torch.uint8))
-
-
-def inpaint_texture_on_device(
-    texture: torch.Tensor, mask: torch.Tensor, vertices: np.ndarray, uv: np.ndarray, faces: np.ndarray, *,
-    chart_mask: torch.Tensor | np.ndarray | None = None, mode: str = "fast", vertex_method: str = "sparse",
-) -> np.ndarray:
-    """:func:`inpaint_texture` with the texture on its torch device: vertex step and (fast mode) far
-    fill there, NS with OpenCV on the host (OpenCV's NS has no torch counterpart).
-
-    ``mode="reference"`` gives the same bits as the NumPy path; ``"fast"`` differs from it only by
-    the float rounding of the far fill (texels the model never samples) and what NS draws from it.
-    """
-    if mode not in INPAINT_MODES:
-        raise ValueError(f"unknown inpaint mode {mode!r}; allowed: {', '.join(INPAINT_MODES)}")
-    if mode == "fast" and chart_mask is None:
-        raise ValueError("inpaint mode 'fast' needs chart_mask (the texels covered by the UV layout)")
-    device = texture.device
-    mask = torch.as_tensor(mask).to(device)
-    texture, mask = vertex_inpaint_on_device(texture, mask, vertices, uv, faces, method=vertex_method)
-    texture_uint8 = (texture * 255).to(torch.uint8)
-    if mode == "fast":
-        texture_uint8, mask = fill_far_from_charts_on_device(texture_uint8, mask, torch.as_tensor(chart_mask).to(device))
-    return ns_inpaint(texture_uint8.cpu().numpy(), mask.cpu().numpy())
+    return out_textures, out_mask

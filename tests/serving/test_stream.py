@@ -244,8 +244,8 @@ def test_ctrl_c_in_the_cli_cancels_on_the_server_and_exits_130(triton_server, tm
     process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        for line in process.stderr:
-            if line.startswith("hy3d-client: paint:"):
+        for line in process.stderr:  # the shape stage: the rest of the request takes seconds (paint alone is quick)
+            if line.startswith("hy3d-client: shape:"):
                 break
         process.send_signal(signal.SIGINT)
         _, rest = process.communicate(timeout=60)

@@ -14,7 +14,8 @@ It reproduces the reference rasterizer (FACTS §5) operation by operation in flo
 * output barycentrics are recomputed at the pixel centre, divided by each vertex's w and
   renormalised.
 
-The work is vectorised over (triangle, pixel row) pairs, each limited to the triangle's extent on
+On the CPU the per-pixel loops are compiled with numba (``cpu_kernels``: the same operations, one
+pixel at a time). On other devices the work is vectorised over (triangle, pixel row) pairs, each limited to the triangle's extent on
 the row, processed in chunks of at most ``PIXELS_PER_CHUNK`` candidate pixels so memory stays
 bounded whatever the triangle sizes. Every elementwise
 operation is a separate torch kernel (no fused multiply-add), so CPU and CUDA give the same bits.
@@ -23,6 +24,7 @@ Anti-aliasing is a no-op in the reference's raster mode and is not provided.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 #: Largest number of (triangle, pixel) candidate pairs evaluated at once; bounds peak memory
@@ -42,6 +44,9 @@ DEPTH_QUANTIZATION = 1 << 18
 KEY_FACE_BITS = 31
 #: Scale of NDC depth into the z-buffer's screen depth (``z_s = z/w * DEPTH_SCALE + 0.5``).
 DEPTH_SCALE = 0.49999
+#: Run the numba loops of ``cpu_kernels`` for tensors on the CPU (the tests switch it off to compare
+#: them with the torch code bit for bit).
+USE_CPU_KERNELS = True
 _FACE_MASK = (1 << KEY_FACE_BITS) - 1
 _EMPTY_KEY = ((1 << 32) - 1) << KEY_FACE_BITS  # above any real key; its face bits read as 0
 
@@ -133,10 +138,19 @@ def rasterize(
     faces = faces.to(device=device, dtype=torch.int64)
     screen = screen_coordinates(clip_positions, height, width)
     keys = torch.full((height * width,), _EMPTY_KEY, dtype=torch.int64, device=device)
-    if faces.shape[0]:
+    if faces.shape[0] and _on_cpu_kernels(device):
+        from hy3dpaint.render import cpu_kernels
+
+        cpu_kernels.depth_keys(screen.contiguous().numpy(), faces.contiguous().numpy(), height, width, keys.numpy(),
+                               np.float32(DEPTH_QUANTIZATION), KEY_FACE_BITS)
+    elif faces.shape[0]:
         _fill_depth_keys(screen, faces, height, width, keys, pixels_per_chunk)
     face_ids = torch.bitwise_and(keys, _FACE_MASK).to(torch.int32).view(height, width)
     return Rasterization(face_ids, screen, clip_positions[:, 3].to(torch.float32), faces)
+
+
+def _on_cpu_kernels(device: torch.device) -> bool:
+    return USE_CPU_KERNELS and device.type == "cpu"
 
 
 def _padded_span(span: torch.Tensor) -> torch.Tensor:
@@ -264,6 +278,12 @@ def _covered_barycentrics(screen, w, faces, face_ids) -> tuple[torch.Tensor, tor
     width = face_ids.shape[1]
     pixel = torch.nonzero(face_ids.view(-1) > 0).squeeze(1)
     result = torch.empty((pixel.numel(), 3), dtype=torch.float32, device=screen.device)
+    if _on_cpu_kernels(screen.device):
+        from hy3dpaint.render import cpu_kernels
+
+        cpu_kernels.covered_barycentrics(screen.contiguous().numpy(), w.contiguous().numpy(), faces.contiguous().numpy(),
+                                         face_ids.contiguous().numpy(), pixel.numpy(), result.numpy())
+        return pixel, result
     for begin in range(0, pixel.numel(), PIXELS_PER_PASS):
         part = pixel[begin : begin + PIXELS_PER_PASS]
         face = face_ids.view(-1).index_select(0, part).to(torch.int64) - 1
@@ -292,6 +312,12 @@ def interpolate_covered(attributes: torch.Tensor, raster: Rasterization, faces: 
     pixel, weights = raster.covered_barycentrics()
     face_ids = raster.face_ids.reshape(-1)
     values = torch.empty((pixel.numel(), attributes.shape[1]), dtype=attributes.dtype, device=attributes.device)
+    if _on_cpu_kernels(attributes.device) and attributes.dtype in (torch.float32, torch.float64):
+        from hy3dpaint.render import cpu_kernels
+
+        cpu_kernels.interpolate(attributes.contiguous().numpy(), faces.contiguous().numpy(),
+                                raster.face_ids.contiguous().numpy(), pixel.numpy(), weights.numpy(), values.numpy())
+        return pixel, values
     for begin in range(0, pixel.numel(), PIXELS_PER_PASS):
         part = pixel[begin : begin + PIXELS_PER_PASS]
         corner_values = attributes[faces[face_ids.index_select(0, part).to(torch.int64) - 1]]  # [p, 3, C]
