@@ -183,6 +183,10 @@ def load_paint_engine(config: StageConfig) -> PaintEngine:
     engine = engine_class(config)
     logger.info("paint engine %s loaded (device=%s, dtype=%s, sizes=%s)", engine.name, config.device,
                 config.dtype, config.paint_sizes or "defaults")
+    if engine_class is BuiltinPaintEngine or config.device == "cpu":  # the renderer and the bake run on the CPU
+        from hy3dpaint.bake import compile_cpu_loops
+
+        logger.info("paint: CPU loops of the renderer and the bake compiled in %.1f s", compile_cpu_loops())
     return engine
 
 

@@ -471,3 +471,22 @@ def bake_and_inpaint(
     return inpaint_textures({name: texture for name, (texture, _) in baked.items()}, mask, vertices, uv,
                             np.asarray(faces), chart_mask=chart_mask, mode=inpaint_mode,
                             on_filled=lambda name: report(callback, PHASE_BAKE, 2 + names.index(name), total))
+
+
+def compile_cpu_loops() -> float:
+    """Compile the numba loops of the CPU path (rasterizer, back-projection, merge) now, by baking a
+    tiny mesh, so that the first request does not pay for it; returns the seconds it took."""
+    import time
+
+    import trimesh
+
+    from hy3dpaint.uv import mesh_uv_wrap
+
+    started = time.perf_counter()
+    mesh = mesh_uv_wrap(trimesh.creation.icosahedron(), texture_size=32)
+    renderer = MeshRenderer.from_trimesh(mesh, texture_size=32, render_size=32)
+    view = View(0.0, 0.0, 1.0)
+    image = (renderer.render_normal(view.elevation, view.azimuth).numpy() * 255).astype(np.uint8)
+    renderer.render_position(view.elevation, view.azimuth)
+    bake_materials(renderer, {"albedo": [image]}, [view])
+    return time.perf_counter() - started

@@ -87,3 +87,20 @@ def test_bake_loops_give_the_torch_bits(monkeypatch, torus_renderer):
     for name in images:
         np.testing.assert_array_equal(got[name][0], want[name][0])
         np.testing.assert_array_equal(got[name][1], want[name][1])
+
+
+def test_compiling_the_loops_up_front_covers_what_a_bake_calls(torus_renderer):
+    from hy3dpaint import bake_kernels
+    from hy3dpaint.bake import bake_and_inpaint, compile_cpu_loops
+    from hy3dpaint.render import cpu_kernels, to_uint8_image
+
+    kernels = [cpu_kernels.depth_keys, cpu_kernels.covered_barycentrics, cpu_kernels.interpolate,
+               bake_kernels.seen_texels, bake_kernels.accumulate]
+    assert compile_cpu_loops() >= 0
+    compiled = [len(kernel.signatures) for kernel in kernels]
+    assert min(compiled) >= 1
+    views = [View(0.0, 0.0, 1.0), View(30.0, 90.0, 0.5)]
+    images = {"albedo": [to_uint8_image(torus_renderer.render_position(v.elevation, v.azimuth)) for v in views],
+              "mr": [to_uint8_image(torus_renderer.render_normal(v.elevation, v.azimuth)) for v in views]}
+    bake_and_inpaint(torus_renderer, images, views, torus_renderer.pos_idx.numpy())
+    assert [len(kernel.signatures) for kernel in kernels] == compiled  # nothing left to compile in a request

@@ -15,9 +15,11 @@ def builtin_config() -> StageConfig:
     return StageConfig(None, "cpu", "float32")
 
 
-def test_unset_weights_select_the_builtin_engines():
+def test_unset_weights_select_the_builtin_engines(caplog):
     assert engines.load_shape_engine(builtin_config()).name == engines.SHAPE_BUILTIN
-    assert engines.load_paint_engine(builtin_config()).name == engines.PAINT_BUILTIN
+    with caplog.at_level("INFO", logger=engines.logger.name):
+        assert engines.load_paint_engine(builtin_config()).name == engines.PAINT_BUILTIN
+    assert "CPU loops of the renderer and the bake compiled" in caplog.text  # at load, not in the first request
 
 
 @pytest.mark.parametrize("loader", [engines.load_shape_engine, engines.load_paint_engine])
