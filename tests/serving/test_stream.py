@@ -241,11 +241,14 @@ def test_ctrl_c_in_the_cli_cancels_on_the_server_and_exits_130(triton_server, tm
     command = [str(Path(sys.executable).with_name("hy3d-client")), "generate", str(EXAMPLE), "--out", str(tmp_path / "x.glb"),
                "--url", triton_server.grpc_url, *sum(([f"--{k.replace('_', '-')}", str(v)] for k, v in
                                                       {**LONG, "seed": 37}.items()), [])]
+    # A shell without job control starts background jobs with SIGINT ignored, and children inherit that:
+    # give the CLI the default disposition, so that Python turns SIGINT into KeyboardInterrupt.
     process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        for line in process.stderr:  # the shape stage: the rest of the request takes seconds (paint alone is quick)
-            if line.startswith("hy3d-client: shape:"):
+        for line in process.stderr:
+            if line.startswith("hy3d-client: paint:"):
                 break
         process.send_signal(signal.SIGINT)
         _, rest = process.communicate(timeout=60)
