@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from hy3dpaint.progress import PHASE_BAKE, ProgressCallback, report
 from hy3dpaint.render.mesh_renderer import MeshRenderer
-from hy3dpaint.render.rasterizer import interpolate
+from hy3dpaint.render.rasterizer import interpolate, uses_cpu_kernels
 from hy3dpaint.view_selection import SELECTION_RENDER_SIZE, View, boundary_kernel_size
 
 logger = logging.getLogger(__name__)
@@ -231,7 +231,7 @@ def _back_sample(renderer, resolution, depth, reliable, cos, elevation, azimuth)
     weights = cos.reshape(-1)
     usable_depth = torch.where(reliable.reshape(-1) & (weights > 0), depth.reshape(-1), float("nan"))
     p00, p11 = projection[0, 0], projection[1, 1]
-    if on_cpu and _use_cpu_kernels():
+    if uses_cpu_kernels(texels.device):
         return _back_sample_cpu(texels, view, p00, p11, width, height, usable_depth, weights, resolution)
     parts: list[tuple[torch.Tensor, ...]] = []
     # Elementwise per texel, so processing the table in chunks gives the same numbers; chunks keep
@@ -259,12 +259,6 @@ def _back_sample(renderer, resolution, depth, reliable, cos, elevation, azimuth)
                            for dtype in (torch.int64, torch.int32, torch.int32, torch.float32, torch.float32, torch.int32)))
     index, ix, iy, fx, fy, pixel = (torch.cat(values) for values in zip(*parts))
     return _sampling(index, ix, iy, fx, fy, pixel, weights, width, height, resolution, texels.shape[0])
-
-
-def _use_cpu_kernels() -> bool:
-    from hy3dpaint.render import rasterizer
-
-    return rasterizer.USE_CPU_KERNELS  # one switch for the rasterizer's and the bake's loops
 
 
 def _back_sample_cpu(texels, view, p00, p11, width, height, usable_depth, weights, resolution) -> ViewSampling:
@@ -404,7 +398,7 @@ class _SparseMerge:
             raise ValueError(f"image is {pixels.shape[1]}x{pixels.shape[0]}; this sampling was computed for "
                              f"{sampling.resolution}^2")
         flat = pixels.reshape(-1, pixels.shape[2])
-        if flat.device.type == "cpu" and _use_cpu_kernels():
+        if uses_cpu_kernels(flat.device):
             from hy3dpaint import bake_kernels
 
             bake_kernels.accumulate(self.merged.numpy(), self.trust.numpy(), flat.contiguous().numpy(),
@@ -486,7 +480,8 @@ def compile_cpu_loops() -> float:
     mesh = mesh_uv_wrap(trimesh.creation.icosahedron(), texture_size=32)
     renderer = MeshRenderer.from_trimesh(mesh, texture_size=32, render_size=32)
     view = View(0.0, 0.0, 1.0)
+    # The normal map rasterizes (z-buffer loop); the bake builds the texel table (barycentrics,
+    # interpolation), back-projects (whose depth map interpolates the same float32 way) and merges.
     image = (renderer.render_normal(view.elevation, view.azimuth).numpy() * 255).astype(np.uint8)
-    renderer.render_position(view.elevation, view.azimuth)
     bake_materials(renderer, {"albedo": [image]}, [view])
     return time.perf_counter() - started

@@ -33,17 +33,22 @@ def test_canny_equals_opencv(name, thresholds):
     np.testing.assert_array_equal(canny(torch.from_numpy(image), *thresholds).numpy(), expected)
 
 
-def test_canny_on_a_rendered_depth_image_equals_opencv():
+def _rendered_depths(views):
+    """(raster, camera depth [256, 256]) of the vector mesh from each (elevation, azimuth)."""
     from hy3dpaint.render import MeshRenderer
+    from hy3dpaint.render.rasterizer import interpolate, rasterize
 
     mesh = np.load("tests/data/paint/mesh/uv_wrapped.npz")
     renderer = MeshRenderer(mesh["vertices"], mesh["faces"], mesh["uv"], texture_size=128, render_size=256)
-    for elevation, azimuth in ((0, 0), (20, 90), (-20, 210)):
-        _camera, clip = renderer.camera_and_clip_positions(elevation, azimuth)
-        from hy3dpaint.render.rasterizer import interpolate, rasterize
-
+    for elevation, azimuth in views:
+        camera, clip = renderer.camera_and_clip_positions(elevation, azimuth)
         raster = rasterize(clip, renderer.pos_idx, (256, 256))
-        depth = interpolate(_camera[:, 2:3].contiguous(), raster, renderer.pos_idx)[..., 0].numpy()
+        yield raster, interpolate(camera[:, 2:3].contiguous(), raster, renderer.pos_idx)[..., 0]
+
+
+def test_canny_on_a_rendered_depth_image_equals_opencv():
+    for raster, depth in _rendered_depths(((0, 0), (20, 90), (-20, 210))):
+        depth = depth.numpy()
         visible = raster.face_ids.numpy() > 0
         shown = depth[visible]
         image = (((depth - shown.min()) / (shown.max() - shown.min()) * visible) * 255).astype(np.uint8)
@@ -65,15 +70,8 @@ def test_box_dilation_and_erosion_equal_opencv(radius):
 def test_reliable_pixels_in_torch_equal_the_opencv_path():
     """The device path of the bake's reliability mask (used off the CPU) gives the CPU path's bits."""
     from hy3dpaint.bake import BOUNDARY_KERNEL, _reliable_pixels_torch, reliable_pixels
-    from hy3dpaint.render import MeshRenderer
-    from hy3dpaint.render.rasterizer import interpolate, rasterize
 
-    mesh = np.load("tests/data/paint/mesh/uv_wrapped.npz")
-    renderer = MeshRenderer(mesh["vertices"], mesh["faces"], mesh["uv"], texture_size=128, render_size=256)
-    for elevation, azimuth in ((0, 0), (90, 0), (-20, 330)):
-        camera, clip = renderer.camera_and_clip_positions(elevation, azimuth)
-        raster = rasterize(clip, renderer.pos_idx, (256, 256))
-        depth = interpolate(camera[:, 2:3].contiguous(), raster, renderer.pos_idx)[..., 0]
+    for raster, depth in _rendered_depths(((0, 0), (90, 0), (-20, 330))):
         for kernel in (0, BOUNDARY_KERNEL):
             np.testing.assert_array_equal(_reliable_pixels_torch(raster.face_ids, depth, kernel).numpy(),
                                           reliable_pixels(raster.face_ids, depth, kernel).numpy())

@@ -15,9 +15,9 @@ It reproduces the reference rasterizer (FACTS §5) operation by operation in flo
   renormalised.
 
 On the CPU the per-pixel loops are compiled with numba (``cpu_kernels``: the same operations, one
-pixel at a time). On other devices the work is vectorised over (triangle, pixel row) pairs, each limited to the triangle's extent on
-the row, processed in chunks of at most ``PIXELS_PER_CHUNK`` candidate pixels so memory stays
-bounded whatever the triangle sizes. Every elementwise
+pixel at a time). On other devices the work is vectorised over (triangle, pixel row) pairs, each
+limited to the triangle's extent on the row, processed in chunks of at most ``PIXELS_PER_CHUNK``
+candidate pixels so memory stays bounded whatever the triangle sizes. Every elementwise
 operation is a separate torch kernel (no fused multiply-add), so CPU and CUDA give the same bits.
 Anti-aliasing is a no-op in the reference's raster mode and is not provided.
 """
@@ -138,7 +138,7 @@ def rasterize(
     faces = faces.to(device=device, dtype=torch.int64)
     screen = screen_coordinates(clip_positions, height, width)
     keys = torch.full((height * width,), _EMPTY_KEY, dtype=torch.int64, device=device)
-    if faces.shape[0] and _on_cpu_kernels(device):
+    if faces.shape[0] and uses_cpu_kernels(device):
         from hy3dpaint.render import cpu_kernels
 
         cpu_kernels.depth_keys(screen.contiguous().numpy(), faces.contiguous().numpy(), height, width, keys.numpy(),
@@ -149,7 +149,9 @@ def rasterize(
     return Rasterization(face_ids, screen, clip_positions[:, 3].to(torch.float32), faces)
 
 
-def _on_cpu_kernels(device: torch.device) -> bool:
+def uses_cpu_kernels(device: torch.device) -> bool:
+    """Whether work on ``device`` runs the numba loops (the rasterizer's and the bake's): CPU tensors,
+    unless ``USE_CPU_KERNELS`` is off."""
     return USE_CPU_KERNELS and device.type == "cpu"
 
 
@@ -278,7 +280,7 @@ def _covered_barycentrics(screen, w, faces, face_ids) -> tuple[torch.Tensor, tor
     width = face_ids.shape[1]
     pixel = torch.nonzero(face_ids.view(-1) > 0).squeeze(1)
     result = torch.empty((pixel.numel(), 3), dtype=torch.float32, device=screen.device)
-    if _on_cpu_kernels(screen.device):
+    if uses_cpu_kernels(screen.device):
         from hy3dpaint.render import cpu_kernels
 
         cpu_kernels.covered_barycentrics(screen.contiguous().numpy(), w.contiguous().numpy(), faces.contiguous().numpy(),
@@ -312,7 +314,7 @@ def interpolate_covered(attributes: torch.Tensor, raster: Rasterization, faces: 
     pixel, weights = raster.covered_barycentrics()
     face_ids = raster.face_ids.reshape(-1)
     values = torch.empty((pixel.numel(), attributes.shape[1]), dtype=attributes.dtype, device=attributes.device)
-    if _on_cpu_kernels(attributes.device) and attributes.dtype in (torch.float32, torch.float64):
+    if uses_cpu_kernels(attributes.device) and attributes.dtype in (torch.float32, torch.float64):
         from hy3dpaint.render import cpu_kernels
 
         cpu_kernels.interpolate(attributes.contiguous().numpy(), faces.contiguous().numpy(),
